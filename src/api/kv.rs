@@ -1,0 +1,196 @@
+//! The `etcdserverpb.KV` service: validate, call the server, fill the
+//! header (etcd: `server/etcdserver/api/v3rpc/key.go`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use prost::Message as _;
+use tonic::{Request, Response, Status};
+
+use super::header::{fill, fill_without_revision};
+use super::validate::{
+    check_delete_request, check_intervals, check_put_request, check_range_request,
+    check_txn_request,
+};
+use crate::proto::etcdserverpb::kv_server::Kv;
+use crate::proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, ResponseHeader, TxnRequest,
+    TxnResponse,
+};
+use crate::server::{Server, txn};
+
+/// First chunk size of a RangeStream; later chunks adapt to the response
+/// size (etcd: `initialStreamChunkLimit`).
+const INITIAL_STREAM_CHUNK: i64 = 10;
+
+pub struct KvService {
+    server: Arc<Server>,
+}
+
+impl KvService {
+    pub fn new(server: Arc<Server>) -> Self {
+        KvService { server }
+    }
+}
+
+type RangeStreamItems = Pin<Box<dyn Stream<Item = Result<RangeStreamResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let r = req.into_inner();
+        check_range_request(&r)?;
+        let mut resp = self.server.range(&r).await?;
+        fill(&self.server, &mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    type RangeStreamStream = RangeStreamItems;
+
+    async fn range_stream(
+        &self,
+        req: Request<RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        let r = req.into_inner();
+        check_range_request(&r)?;
+        txn::range_stream_supported(&r).map_err(Status::unimplemented)?;
+        if !r.serializable {
+            self.server.read_barrier().await?;
+        }
+        let server = self.server.clone();
+        let max_bytes = server.config().max_request_bytes;
+        let stream = async_stream::try_stream! {
+            let mut r = r;
+            if r.count_only {
+                let resp = server.range_local(&r)?;
+                let mut header = Some(ResponseHeader {
+                    revision: resp.header.map_or(0, |h| h.revision),
+                    ..Default::default()
+                });
+                fill_without_revision(&server, &mut header);
+                yield RangeStreamResponse {
+                    range_response: Some(RangeResponse { header, count: resp.count, ..Default::default() }),
+                };
+                return;
+            }
+            let total_limit = if r.limit > 0 { r.limit } else { i64::MAX };
+            r.limit = INITIAL_STREAM_CHUNK.min(total_limit);
+            let mut count = 0i64;
+            let mut header_rev = 0i64;
+            loop {
+                let resp = server.range_local(&r)?;
+                if header_rev == 0 {
+                    // Pin every chunk to the revision of the first one.
+                    header_rev = resp.header.as_ref().map_or(0, |h| h.revision);
+                    if r.revision == 0 {
+                        r.revision = header_rev;
+                    }
+                }
+                let size = resp.encoded_len();
+                count += resp.kvs.len() as i64;
+                let next_key = match (resp.more, resp.kvs.last()) {
+                    (true, Some(kv)) => {
+                        let mut k = kv.key.to_vec();
+                        k.push(0);
+                        Some(k)
+                    }
+                    _ => None,
+                };
+                let done = !resp.more || count == total_limit;
+                let mut out = RangeResponse { kvs: resp.kvs, ..Default::default() };
+                if done {
+                    let mut header = Some(ResponseHeader { revision: header_rev, ..Default::default() });
+                    fill_without_revision(&server, &mut header);
+                    out.header = header;
+                    out.more = resp.more;
+                    out.count = count;
+                    if let Some(k) = &next_key {
+                        let rest = RangeRequest {
+                            key: k.clone().into(),
+                            range_end: r.range_end.clone(),
+                            revision: r.revision,
+                            count_only: true,
+                            ..Default::default()
+                        };
+                        out.count += server.range_local(&rest)?.count;
+                    }
+                }
+                yield RangeStreamResponse { range_response: Some(out) };
+                if done {
+                    return;
+                }
+                if let Some(k) = next_key {
+                    r.key = k.into();
+                }
+                r.limit = adjust_chunk_limit(r.limit, size, max_bytes).min(total_limit - count);
+            }
+        };
+        Ok(Response::new(Box::pin(stream) as RangeStreamItems))
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let r = req.into_inner();
+        check_put_request(&r)?;
+        let mut resp = self.server.put(r).await?;
+        fill(&self.server, &mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn delete_range(
+        &self,
+        req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let r = req.into_inner();
+        check_delete_request(&r)?;
+        let mut resp = self.server.delete_range(r).await?;
+        fill(&self.server, &mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let r = req.into_inner();
+        check_txn_request(&r, self.server.config().max_txn_ops)?;
+        check_intervals(&r.success)?;
+        check_intervals(&r.failure)?;
+        let mut resp = self.server.txn(r).await?;
+        fill(&self.server, &mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn compact(
+        &self,
+        req: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let mut resp = self.server.compact(req.into_inner()).await?;
+        fill(&self.server, &mut resp.header);
+        Ok(Response::new(resp))
+    }
+}
+
+/// Grows or shrinks the next chunk so chunks land near `target` bytes
+/// (etcd: `adjustChunkLimit`).
+fn adjust_chunk_limit(last: i64, last_size: usize, target: usize) -> i64 {
+    let next = if last_size < target / 2 {
+        last.saturating_mul(2)
+    } else if last_size > target.saturating_mul(2) {
+        last / 2
+    } else {
+        last
+    };
+    next.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_limit_doubles_halves_and_stays_positive() {
+        assert_eq!(adjust_chunk_limit(10, 100, 1000), 20);
+        assert_eq!(adjust_chunk_limit(10, 3000, 1000), 5);
+        assert_eq!(adjust_chunk_limit(10, 800, 1000), 10);
+        assert_eq!(adjust_chunk_limit(1, 3000, 1000), 1);
+    }
+}

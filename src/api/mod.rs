@@ -1,0 +1,186 @@
+//! The client-facing edge: gRPC services over the client URLs. Each handler
+//! validates its request, calls [`crate::server::Server`], and fills the
+//! response header (etcd: `server/etcdserver/api/v3rpc`).
+//!
+//! Served so far: `etcdserverpb.KV`. Other services answer `Unimplemented`
+//! (see docs/COMPATIBILITY.md).
+
+pub mod header;
+pub mod kv;
+pub mod validate;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::proto::etcdserverpb::kv_server::KvServer;
+use crate::server::Server;
+
+/// gRPC accepts requests up to this much above `--max-request-bytes`, as
+/// etcd does (`MaxRequestBytesWithOverhead`); the excess is etcd's own
+/// "request is too large" check.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Binds every client URL. Done before serving so that a bad address fails
+/// the start instead of a background task.
+pub async fn bind(addrs: &[(String, SocketAddr)]) -> Result<Vec<(String, TcpListener)>> {
+    let mut out = Vec::new();
+    for (url, addr) in addrs {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::internal(format!("listen on {url} ({addr}): {e}")))?;
+        out.push((url.clone(), l));
+    }
+    Ok(out)
+}
+
+/// Serves gRPC on the listeners until `shutdown` is cancelled.
+pub async fn serve(
+    server: Arc<Server>,
+    listeners: Vec<(String, TcpListener)>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let max_recv = server.config().max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let kv = KvServer::new(kv::KvService::new(server.clone()))
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (url, listener) in listeners {
+        let router = tonic::transport::Server::builder()
+            .max_concurrent_streams(u32::MAX)
+            .layer(tower_layer::layer_fn(GrpcLimitStatus))
+            .add_service(kv.clone());
+        let shutdown = shutdown.clone();
+        tracing::info!(address = %url, "serving client traffic insecurely; this is strongly discouraged!");
+        tasks.spawn(async move {
+            router
+                .serve_with_incoming_shutdown(accept(listener), shutdown.cancelled_owned())
+                .await
+        });
+    }
+    tracing::info!("ready to serve client requests");
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::internal(format!("grpc server: {e}"))),
+            Err(e) => return Err(Error::internal(format!("grpc server task: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Accepted connections, with Nagle off; transient accept failures (such as
+/// running out of file descriptors) are logged and retried.
+fn accept(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    async_stream::stream! {
+        loop {
+            match listener.accept().await {
+                Ok((s, _)) => {
+                    let _ = s.set_nodelay(true);
+                    yield Ok(s);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Rewrites tonic's "message too large" status into grpc-go's, which etcd
+/// clients see from etcd: code ResourceExhausted and
+/// `grpc: received message larger than max (N vs. M)`.
+#[derive(Clone)]
+struct GrpcLimitStatus<S>(S);
+
+impl<S, B, RB> tower_service::Service<http::Request<B>> for GrpcLimitStatus<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = http::Response<RB>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = std::result::Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let fut = self.0.call(req);
+        Box::pin(async move {
+            let mut resp = fut.await?;
+            rewrite_limit_status(resp.headers_mut());
+            Ok(resp)
+        })
+    }
+}
+
+fn rewrite_limit_status(headers: &mut http::HeaderMap) {
+    let Some(status) = tonic::Status::from_header_map(headers) else {
+        return;
+    };
+    if status.code() != tonic::Code::OutOfRange {
+        return;
+    }
+    let Some(rest) = status
+        .message()
+        .strip_prefix("Error, decoded message length too large: found ")
+    else {
+        return;
+    };
+    let Some((found, rest)) = rest.split_once(" bytes, the limit is: ") else {
+        return;
+    };
+    let limit = rest.trim_end_matches(" bytes");
+    let replaced = tonic::Status::resource_exhausted(format!(
+        "grpc: received message larger than max ({found} vs. {limit})"
+    ));
+    headers.remove("grpc-message");
+    let _ = replaced.add_header(headers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_limit_status_is_rewritten_like_grpc_go() {
+        let mut h = http::HeaderMap::new();
+        tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 2097160 bytes, the limit is: 2097152 bytes",
+        )
+        .add_header(&mut h)
+        .unwrap();
+        rewrite_limit_status(&mut h);
+        let s = tonic::Status::from_header_map(&h).unwrap();
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            s.message(),
+            "grpc: received message larger than max (2097160 vs. 2097152)"
+        );
+
+        let mut h = http::HeaderMap::new();
+        tonic::Status::out_of_range("etcdserver: mvcc: required revision is a future revision")
+            .add_header(&mut h)
+            .unwrap();
+        rewrite_limit_status(&mut h);
+        assert_eq!(
+            tonic::Status::from_header_map(&h).unwrap().code(),
+            tonic::Code::OutOfRange
+        );
+    }
+}

@@ -1,0 +1,593 @@
+//! etcd's command line: the same flag names and defaults, the same `ETCD_*`
+//! environment variables and the same `--config-file` YAML keys (etcd:
+//! `server/etcdmain/config.go`, `server/embed/config.go`, `pkg/flags`).
+//!
+//! Precedence follows etcd: a config file, when given, replaces flags and
+//! environment entirely; otherwise a flag wins over its default, an
+//! environment variable is used when the flag is absent, and giving both is
+//! an error. Flags parse like Go's `flag` package: `-name` or `--name`,
+//! `=value` or a separate argument, bare booleans.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::server::ServerConfig;
+use crate::version;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Str,
+    Uint,
+    Int,
+    Bool,
+    /// Comma-separated in flags and env; a YAML list or comma string in the file.
+    List,
+}
+
+struct FlagDef {
+    name: &'static str,
+    kind: Kind,
+    default: &'static str,
+    usage: &'static str,
+}
+
+const fn flag(
+    name: &'static str,
+    kind: Kind,
+    default: &'static str,
+    usage: &'static str,
+) -> FlagDef {
+    FlagDef {
+        name,
+        kind,
+        default,
+        usage,
+    }
+}
+
+/// Every flag oxcd understands. Anything else is rejected, as etcd rejects
+/// unknown flags.
+const FLAGS: &[FlagDef] = &[
+    flag(
+        "name",
+        Kind::Str,
+        "default",
+        "Human-readable name for this member.",
+    ),
+    flag(
+        "data-dir",
+        Kind::Str,
+        "",
+        "Path to the data directory (default '${name}.etcd').",
+    ),
+    flag(
+        "listen-client-urls",
+        Kind::List,
+        "http://localhost:2379",
+        "List of URLs to listen on for client traffic.",
+    ),
+    flag(
+        "advertise-client-urls",
+        Kind::List,
+        "http://localhost:2379",
+        "List of this member's client URLs to advertise to the public.",
+    ),
+    flag(
+        "initial-advertise-peer-urls",
+        Kind::List,
+        "http://localhost:2380",
+        "List of this member's peer URLs to advertise to the rest of the cluster.",
+    ),
+    flag(
+        "initial-cluster-token",
+        Kind::Str,
+        "etcd-cluster",
+        "Initial cluster token for the etcd cluster during bootstrap.",
+    ),
+    flag(
+        "max-request-bytes",
+        Kind::Uint,
+        "1572864",
+        "Maximum client request size in bytes the server will accept.",
+    ),
+    flag(
+        "max-txn-ops",
+        Kind::Uint,
+        "128",
+        "Maximum number of operations permitted in a transaction.",
+    ),
+    flag(
+        "quota-backend-bytes",
+        Kind::Int,
+        "0",
+        "Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).",
+    ),
+    flag(
+        "heartbeat-interval",
+        Kind::Uint,
+        "100",
+        "Time (in milliseconds) of a heartbeat interval.",
+    ),
+    flag(
+        "election-timeout",
+        Kind::Uint,
+        "1000",
+        "Time (in milliseconds) for an election to timeout.",
+    ),
+    flag(
+        "snapshot-count",
+        Kind::Uint,
+        "10000",
+        "Number of committed transactions to trigger a snapshot to disk.",
+    ),
+    flag(
+        "snapshot-catchup-entries",
+        Kind::Uint,
+        "5000",
+        "Number of entries for a slow follower to catch-up after compacting the raft storage entries.",
+    ),
+    flag(
+        "logger",
+        Kind::Str,
+        "zap",
+        "Currently only supports 'zap' for structured logging.",
+    ),
+    flag(
+        "log-level",
+        Kind::Str,
+        "info",
+        "Configures log level. Only supports debug, info, warn, error, panic, or fatal.",
+    ),
+    flag(
+        "log-outputs",
+        Kind::List,
+        "default",
+        "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, or list of comma separated output targets.",
+    ),
+    flag(
+        "config-file",
+        Kind::Str,
+        "",
+        "Path to the server configuration file. Note that if a configuration file is provided, other command line flags and environment variables will be ignored.",
+    ),
+    flag(
+        "version",
+        Kind::Bool,
+        "false",
+        "Print the version and exit.",
+    ),
+    flag("help", Kind::Bool, "false", "Show this help and exit."),
+];
+
+fn find(name: &str) -> Option<&'static FlagDef> {
+    FLAGS.iter().find(|f| f.name == name)
+}
+
+/// A configuration error and the exit code etcd uses for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+impl ConfigError {
+    fn usage(message: impl Into<String>) -> Self {
+        ConfigError {
+            message: message.into(),
+            exit_code: 2,
+        }
+    }
+    fn invalid(message: impl Into<String>) -> Self {
+        ConfigError {
+            message: message.into(),
+            exit_code: 1,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The server's configuration after flags, environment and file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client_urls: Vec<String>,
+    pub advertise_client_urls: Vec<String>,
+    pub initial_advertise_peer_urls: Vec<String>,
+    pub initial_cluster_token: String,
+    pub max_request_bytes: u64,
+    pub max_txn_ops: u64,
+    pub quota_backend_bytes: i64,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms: u64,
+    pub snapshot_count: u64,
+    pub snapshot_catchup_entries: u64,
+    pub log_level: String,
+    pub log_outputs: Vec<String>,
+    /// Warnings to log once logging is up (e.g. unknown env variables).
+    pub warnings: Vec<String>,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<Config>),
+    /// Print this text to stdout and exit 0 (`--version`, `--help`).
+    Print(String),
+}
+
+/// Parses arguments (without the program name) and environment.
+pub fn parse(args: &[String], env: &HashMap<String, String>) -> Result<Command, ConfigError> {
+    let cli = parse_flags(args)?;
+    if cli.contains_key("help") {
+        return Ok(Command::Print(usage()));
+    }
+    if cli.get("version").is_some_and(|v| v == "true") {
+        return Ok(Command::Print(version::version_text()));
+    }
+    let mut warnings = Vec::new();
+    let mut values: BTreeMap<&'static str, String> = BTreeMap::new();
+    let mut explicit: Vec<&'static str> = Vec::new();
+    for (name, v) in &cli {
+        values.insert(name, v.clone());
+        explicit.push(name);
+    }
+    // Environment: ETCD_<FLAG> for every flag not given on the command line.
+    for (k, v) in env {
+        let Some(rest) = k.strip_prefix("ETCD_") else {
+            continue;
+        };
+        let name = rest.to_ascii_lowercase().replace('_', "-");
+        match find(&name) {
+            Some(def) if def.name != "version" && def.name != "help" => {
+                if cli.contains_key(def.name) {
+                    return Err(ConfigError::invalid(format!(
+                        "conflicting environment variable {k:?} is shadowed by corresponding command-line flag (either unset environment variable or disable flag)"
+                    )));
+                }
+                values.insert(def.name, v.clone());
+                explicit.push(def.name);
+            }
+            _ => warnings.push(format!("unrecognized environment variable {k}={v}")),
+        }
+    }
+    let config_file = values.get("config-file").cloned().filter(|s| !s.is_empty());
+    if let Some(path) = config_file {
+        // etcd: a config file replaces flags and environment.
+        values = load_file(&path, &mut warnings)?;
+        explicit = values.keys().copied().collect();
+    }
+    build(&values, &explicit, warnings)
+}
+
+/// Go-style flag parsing into name → raw value.
+fn parse_flags(args: &[String]) -> Result<BTreeMap<&'static str, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg == "--" {
+            break;
+        }
+        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            return Err(ConfigError::usage(format!("{arg:?} is not a valid flag")));
+        };
+        if body.is_empty() || body.starts_with('-') || body.starts_with('=') {
+            return Err(ConfigError::usage(format!("bad flag syntax: {arg}")));
+        }
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        let name = if name == "h" { "help" } else { name };
+        let Some(def) = find(name) else {
+            return Err(ConfigError::usage(format!(
+                "flag provided but not defined: -{name}"
+            )));
+        };
+        let value = match (def.kind, inline) {
+            (Kind::Bool, None) => "true".to_string(),
+            (Kind::Bool, Some(v)) => {
+                parse_bool(&v).ok_or_else(|| {
+                    ConfigError::usage(format!(
+                        "invalid boolean value {v:?} for -{name}: parse error"
+                    ))
+                })?;
+                v
+            }
+            (_, Some(v)) => v,
+            (_, None) => {
+                let Some(v) = args.get(i) else {
+                    return Err(ConfigError::usage(format!(
+                        "flag needs an argument: -{name}"
+                    )));
+                };
+                i += 1;
+                v.clone()
+            }
+        };
+        out.insert(def.name, value);
+    }
+    if i < args.len() {
+        return Err(ConfigError::usage(format!(
+            "{:?} is not a valid flag",
+            args[i]
+        )));
+    }
+    Ok(out)
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Go's `strconv.ParseUint(s, 0, 64)`: decimal, 0x, 0o/0, 0b prefixes.
+fn parse_uint(s: &str) -> Option<u64> {
+    let t = s.replace('_', "");
+    let (digits, radix) = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        (h.to_string(), 16)
+    } else if let Some(b) = t.strip_prefix("0b").or_else(|| t.strip_prefix("0B")) {
+        (b.to_string(), 2)
+    } else if let Some(o) = t.strip_prefix("0o").or_else(|| t.strip_prefix("0O")) {
+        (o.to_string(), 8)
+    } else if t.len() > 1 && t.starts_with('0') {
+        (t[1..].to_string(), 8)
+    } else {
+        (t, 10)
+    };
+    if digits.is_empty() || digits.starts_with('+') || digits.starts_with('-') {
+        return None;
+    }
+    u64::from_str_radix(&digits, radix).ok()
+}
+
+fn parse_int(s: &str) -> Option<i64> {
+    match s.strip_prefix('-') {
+        Some(rest) => parse_uint(rest).and_then(|v| {
+            if v == 1u64 << 63 {
+                Some(i64::MIN)
+            } else {
+                i64::try_from(v).ok().map(|v| -v)
+            }
+        }),
+        None => parse_uint(s.strip_prefix('+').unwrap_or(s)).and_then(|v| i64::try_from(v).ok()),
+    }
+}
+
+/// Reads a config file into flag-name → raw value (lists joined by commas).
+fn load_file(
+    path: &str,
+    warnings: &mut Vec<String>,
+) -> Result<BTreeMap<&'static str, String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::invalid(format!("cannot load config file {path:?}: {e}")))?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text)
+        .map_err(|e| ConfigError::invalid(format!("error parsing config file {path:?}: {e}")))?;
+    let mut out = BTreeMap::new();
+    let map = match doc {
+        serde_yaml::Value::Mapping(m) => m,
+        serde_yaml::Value::Null => return Ok(out),
+        _ => {
+            return Err(ConfigError::invalid(format!(
+                "error parsing config file {path:?}: not a mapping"
+            )));
+        }
+    };
+    for (k, v) in map {
+        let Some(key) = k.as_str() else { continue };
+        let Some(def) = find(key).filter(|d| d.name != "config-file" && d.name != "help") else {
+            warnings.push(format!(
+                "config file {path:?}: unsupported key {key:?} ignored"
+            ));
+            continue;
+        };
+        let raw = match (&v, def.kind) {
+            (serde_yaml::Value::Null, _) => continue,
+            (serde_yaml::Value::String(s), _) => s.clone(),
+            (serde_yaml::Value::Number(n), _) => n.to_string(),
+            (serde_yaml::Value::Bool(b), _) => b.to_string(),
+            (serde_yaml::Value::Sequence(items), Kind::List) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => {
+                return Err(ConfigError::invalid(format!(
+                    "error parsing config file {path:?}: bad value for {key:?}"
+                )));
+            }
+        };
+        out.insert(def.name, raw);
+    }
+    Ok(out)
+}
+
+fn build(
+    values: &BTreeMap<&'static str, String>,
+    explicit: &[&'static str],
+    warnings: Vec<String>,
+) -> Result<Command, ConfigError> {
+    let get = |name: &str| -> String {
+        values
+            .get(name)
+            .cloned()
+            .or_else(|| find(name).map(|d| d.default.to_string()))
+            .unwrap_or_default()
+    };
+    let uint = |name: &str| -> Result<u64, ConfigError> {
+        let v = get(name);
+        parse_uint(&v).ok_or_else(|| {
+            ConfigError::usage(format!("invalid value {v:?} for flag -{name}: parse error"))
+        })
+    };
+    let list = |name: &str| -> Vec<String> {
+        get(name)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let name = get("name");
+    let data_dir = match get("data-dir") {
+        d if d.is_empty() => PathBuf::from(format!("{name}.etcd")),
+        d => PathBuf::from(d),
+    };
+    let quota = get("quota-backend-bytes");
+    let quota_backend_bytes = parse_int(&quota).ok_or_else(|| {
+        ConfigError::usage(format!(
+            "invalid value {quota:?} for flag -quota-backend-bytes: parse error"
+        ))
+    })?;
+    let cfg = Config {
+        listen_client_urls: list("listen-client-urls"),
+        advertise_client_urls: list("advertise-client-urls"),
+        initial_advertise_peer_urls: list("initial-advertise-peer-urls"),
+        initial_cluster_token: get("initial-cluster-token"),
+        max_request_bytes: uint("max-request-bytes")?,
+        max_txn_ops: uint("max-txn-ops")?,
+        quota_backend_bytes,
+        heartbeat_interval_ms: uint("heartbeat-interval")?,
+        election_timeout_ms: uint("election-timeout")?,
+        snapshot_count: uint("snapshot-count")?,
+        snapshot_catchup_entries: uint("snapshot-catchup-entries")?,
+        log_level: get("log-level"),
+        log_outputs: list("log-outputs"),
+        name,
+        data_dir,
+        warnings,
+    };
+    validate(&cfg, explicit)?;
+    Ok(Command::Run(Box::new(cfg)))
+}
+
+/// etcd's `Config.Validate`, for the settings that exist here.
+fn validate(cfg: &Config, explicit: &[&'static str]) -> Result<(), ConfigError> {
+    if explicit.contains(&"listen-client-urls") && !explicit.contains(&"advertise-client-urls") {
+        return Err(ConfigError::invalid(
+            "--advertise-client-urls is required when --listen-client-urls is set explicitly",
+        ));
+    }
+    for u in &cfg.listen_client_urls {
+        listen_addr(u).map_err(ConfigError::invalid)?;
+    }
+    for u in cfg
+        .advertise_client_urls
+        .iter()
+        .chain(&cfg.initial_advertise_peer_urls)
+    {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(ConfigError::invalid(format!(
+                "URL scheme must be http, https, unix, or unixs: {u}"
+            )));
+        }
+    }
+    if cfg.heartbeat_interval_ms == 0 {
+        return Err(ConfigError::invalid(
+            "--heartbeat-interval must be positive",
+        ));
+    }
+    if 5 * cfg.heartbeat_interval_ms > cfg.election_timeout_ms {
+        return Err(ConfigError::invalid(format!(
+            "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+            cfg.election_timeout_ms, cfg.heartbeat_interval_ms
+        )));
+    }
+    if cfg.election_timeout_ms > 50_000 {
+        return Err(ConfigError::invalid(format!(
+            "--election-timeout[{}ms] is too long, and should be set less than 50000ms",
+            cfg.election_timeout_ms
+        )));
+    }
+    if cfg.max_txn_ops == 0 || cfg.max_request_bytes == 0 {
+        return Err(ConfigError::invalid(
+            "--max-txn-ops and --max-request-bytes must be positive",
+        ));
+    }
+    if crate::log::parse_level(&cfg.log_level).is_none() {
+        return Err(ConfigError::invalid(format!(
+            "unknown log level {:?}",
+            cfg.log_level
+        )));
+    }
+    Ok(())
+}
+
+/// The socket address a client URL listens on. Only `http` URLs are served
+/// so far (TLS and unix sockets are not implemented yet).
+pub fn listen_addr(url: &str) -> Result<SocketAddr, String> {
+    let rest = match url.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some(("https" | "unix" | "unixs", _)) => {
+            return Err(format!("listen URL scheme not supported yet: {url}"));
+        }
+        _ => {
+            return Err(format!(
+                "URL scheme must be http, https, unix, or unixs: {url}"
+            ));
+        }
+    };
+    let hostport = rest.trim_end_matches('/');
+    if hostport.contains('/') {
+        return Err(format!("expected IP in URL for binding ({url})"));
+    }
+    let mut addrs = hostport
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {url}: {e}"))?
+        .collect::<Vec<_>>();
+    // Like Go's resolver for "localhost": prefer IPv4.
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    addrs
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("cannot resolve {url}"))
+}
+
+impl Config {
+    /// The settings the server core needs.
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            name: self.name.clone(),
+            data_dir: self.data_dir.clone(),
+            initial_advertise_peer_urls: self.initial_advertise_peer_urls.clone(),
+            initial_cluster_token: self.initial_cluster_token.clone(),
+            heartbeat: Duration::from_millis(self.heartbeat_interval_ms),
+            election_timeout: Duration::from_millis(self.election_timeout_ms),
+            snapshot_count: self.snapshot_count,
+            snapshot_catchup_entries: self.snapshot_catchup_entries,
+            max_request_bytes: usize::try_from(self.max_request_bytes).unwrap_or(usize::MAX),
+            max_txn_ops: usize::try_from(self.max_txn_ops).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// The `--help` text.
+pub fn usage() -> String {
+    let mut s = String::from(
+        "Usage:\n\n  oxcd [flags]\n\nFlags (also as ETCD_<FLAG> environment variables or keys of --config-file):\n\n",
+    );
+    for f in FLAGS {
+        let default = match (f.kind, f.default) {
+            (Kind::Bool, _) | (_, "") => String::new(),
+            (_, d) => format!(" (default {d:?})"),
+        };
+        s.push_str(&format!("  --{}{}\n      {}\n", f.name, default, f.usage));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;

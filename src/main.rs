@@ -1,0 +1,89 @@
+//! The `oxcd` binary: parse etcd's flags, start the member, serve until
+//! SIGINT or SIGTERM.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use oxcd::config::{self, Command};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let cfg = match config::parse(&args, &env) {
+        Ok(Command::Run(cfg)) => cfg,
+        Ok(Command::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(e.exit_code as u8);
+        }
+    };
+    let level = oxcd::log::parse_level(&cfg.log_level).unwrap_or(tracing::Level::INFO);
+    if let Err(e) = oxcd::log::init(level, &cfg.log_outputs) {
+        eprintln!("cannot open log output: {e}");
+        return ExitCode::from(1);
+    }
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(*cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "oxcd stopped");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cfg: config::Config) -> oxcd::Result<()> {
+    tracing::info!(
+        etcd_version = oxcd::version::ETCD_API_VERSION,
+        oxcd_version = oxcd::version::OXCD_VERSION,
+        "starting oxcd"
+    );
+    let mut addrs = Vec::new();
+    for url in &cfg.listen_client_urls {
+        let addr = config::listen_addr(url).map_err(oxcd::Error::Internal)?;
+        addrs.push((url.clone(), addr));
+    }
+    let listeners = oxcd::api::bind(&addrs).await?;
+    let server = oxcd::server::Server::start(cfg.server_config()).await?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("received signal; shutting down");
+        stop.cancel();
+    });
+    oxcd::api::serve(server, listeners, shutdown).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process still stops on the signal's
+        // default action.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,581 @@
+//! Multi-version key-value store on RocksDB.
+//!
+//! Every change creates a new *revision*: a store-wide counter that starts at
+//! 1 on an empty store. A revision's changes are numbered by *sub-revision*.
+//! Each key keeps its versions: `create_revision`, `mod_revision`, `version`
+//! and `lease` exactly as etcd defines them (etcd: `server/storage/mvcc`).
+//!
+//! Unlike etcd, there is no in-memory index of keys: all versions live in the
+//! `kv` column family, ordered by key and then newest revision first (see
+//! [`key`]), so "the keys of a range at revision R" is one forward walk with
+//! a seek per key. Memory use does not grow with the number of keys.
+//!
+//! Concurrency: the applier is the only writer of new versions
+//! ([`Batch`]/[`WriteTxn`]); the compactor only removes versions that no read
+//! at or above the compacted revision can see. Readers take a RocksDB
+//! snapshot ([`Store::read`]) and never block either.
+//!
+//! etcd counterparts: `kvstore.go`, `kvstore_txn.go`, `kvstore_compaction.go`.
+
+pub mod compact;
+pub mod cursor;
+pub mod key;
+pub mod record;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use bytes::Bytes;
+use rocksdb::{ReadOptions, WriteBatch};
+
+use crate::error::{Error, Result};
+use crate::proto::mvccpb::KeyValue;
+use crate::storage::{Cf, Db, meta_key};
+use cursor::{Cursor, DbCursor, MergedCursor};
+use record::Record;
+
+/// Event kinds as stored in the `rev` column family.
+pub const EVENT_PUT: u8 = 0;
+pub const EVENT_DELETE: u8 = 1;
+
+/// The revision of an empty store.
+pub const INITIAL_REV: i64 = 1;
+/// The compacted revision of a store that was never compacted.
+pub const NO_COMPACTION: i64 = -1;
+
+/// Which keys a request names, following etcd's `range_end` rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRange<'a> {
+    /// Exactly one key (`range_end` empty).
+    Key(&'a [u8]),
+    /// Keys in `[start, end)`; `end == None` means every key `>= start`
+    /// (`range_end == "\0"`). An `end <= start` names no key.
+    Range {
+        start: &'a [u8],
+        end: Option<&'a [u8]>,
+    },
+}
+
+impl<'a> KeyRange<'a> {
+    /// Interprets `key`/`range_end` as etcd does.
+    pub fn new(key: &'a [u8], range_end: &'a [u8]) -> KeyRange<'a> {
+        match range_end {
+            [] => KeyRange::Key(key),
+            [0] => KeyRange::Range {
+                start: key,
+                end: None,
+            },
+            end => KeyRange::Range {
+                start: key,
+                end: Some(end),
+            },
+        }
+    }
+}
+
+/// How to read a range.
+#[derive(Debug, Clone, Default)]
+pub struct RangeOptions {
+    /// Most key-values to return; 0 = all. `count` is exact regardless.
+    pub limit: usize,
+    /// Revision to read at; `<= 0` = the view's revision.
+    pub rev: i64,
+    /// Return only the count.
+    pub count_only: bool,
+    /// Leave values out.
+    pub keys_only: bool,
+}
+
+/// The result of a range read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RangeResult {
+    pub kvs: Vec<KeyValue>,
+    /// Number of keys in the range at the revision read (ignores `limit`).
+    pub count: i64,
+    /// The view's revision (what etcd puts in the response header).
+    pub rev: i64,
+}
+
+/// The store: revision counters plus the RocksDB handle.
+#[derive(Debug)]
+pub struct Store {
+    db: Arc<Db>,
+    current_rev: AtomicI64,
+    compact_rev: AtomicI64,
+}
+
+impl Store {
+    /// Loads the revision counters persisted by earlier applies.
+    pub fn open(db: Arc<Db>) -> Result<Store> {
+        let current = db
+            .get_u64(Cf::Meta, meta_key::CURRENT_REV)?
+            .map_or(INITIAL_REV, |v| v as i64);
+        let compact = db
+            .get_u64(Cf::Meta, meta_key::COMPACT_REV)?
+            .map_or(NO_COMPACTION, |v| v as i64);
+        Ok(Store {
+            db,
+            current_rev: AtomicI64::new(current),
+            compact_rev: AtomicI64::new(compact),
+        })
+    }
+
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    /// The newest revision whose changes are readable.
+    pub fn current_rev(&self) -> i64 {
+        self.current_rev.load(Ordering::Acquire)
+    }
+
+    /// The revision of the last compaction, or [`NO_COMPACTION`].
+    pub fn compact_rev(&self) -> i64 {
+        self.compact_rev.load(Ordering::Acquire)
+    }
+
+    /// A consistent read view at the current revision.
+    pub fn read(&self) -> ReadView<'_> {
+        // Order matters: the revision is read before the snapshot, so the
+        // snapshot holds every change up to it (newer changes are filtered by
+        // revision); the compacted revision is read after the snapshot, so a
+        // compaction whose physical deletions the snapshot may already
+        // contain is always noticed.
+        let rev = self.current_rev();
+        let snapshot = self.db.raw().snapshot();
+        let compact_rev = self.compact_rev();
+        ReadView {
+            db: &self.db,
+            snapshot,
+            rev,
+            compact_rev,
+        }
+    }
+
+    /// Starts an apply batch at the current revision.
+    pub fn begin_batch(&self) -> Batch {
+        Batch {
+            wb: WriteBatch::default(),
+            overlay: BTreeMap::new(),
+            current_rev: self.current_rev(),
+            compact_rev: self.compact_rev(),
+            rev_dirty: false,
+            compaction: None,
+            applied: None,
+        }
+    }
+
+    /// Writes a batch (unsynced: the raft log is the durability point) and
+    /// publishes its revisions to readers. Returns the compaction the batch
+    /// scheduled, if any.
+    pub fn commit(&self, mut batch: Batch) -> Result<Option<i64>> {
+        let meta = self.db.cf(Cf::Meta);
+        if batch.rev_dirty {
+            batch.wb.put_cf(
+                meta,
+                meta_key::CURRENT_REV,
+                (batch.current_rev as u64).to_be_bytes(),
+            );
+        }
+        if let Some(rev) = batch.compaction {
+            batch
+                .wb
+                .put_cf(meta, meta_key::COMPACT_REV, (rev as u64).to_be_bytes());
+        }
+        if let Some((index, term)) = batch.applied {
+            batch
+                .wb
+                .put_cf(meta, meta_key::APPLIED_INDEX, index.to_be_bytes());
+            batch
+                .wb
+                .put_cf(meta, meta_key::APPLIED_TERM, term.to_be_bytes());
+        }
+        self.db.write(batch.wb)?;
+        self.current_rev.store(batch.current_rev, Ordering::Release);
+        self.compact_rev.store(batch.compact_rev, Ordering::Release);
+        Ok(batch.compaction)
+    }
+}
+
+/// Checks a requested revision against a view, as etcd's `rangeKeys` does,
+/// and returns the revision to read at.
+fn resolve_rev(requested: i64, view_rev: i64, compact_rev: i64) -> Result<i64> {
+    if requested > view_rev {
+        return Err(Error::FutureRev);
+    }
+    let rev = if requested <= 0 { view_rev } else { requested };
+    if rev < compact_rev {
+        return Err(Error::Compacted);
+    }
+    Ok(rev)
+}
+
+/// Calls `f(user_key, mod_rev, record)` for each key in `range` that is live
+/// at revision `at`, in key order, until `f` returns `false`.
+fn scan<C: Cursor>(
+    c: &mut C,
+    range: KeyRange<'_>,
+    at: i64,
+    mut f: impl FnMut(&[u8], i64, Record<'_>) -> Result<bool>,
+) -> Result<()> {
+    match range {
+        KeyRange::Key(k) => {
+            let prefix = key::prefix(k);
+            let mut target = prefix.clone();
+            target.extend_from_slice(&key::inverted(at));
+            c.seek(&target);
+            if c.valid() {
+                let ck = c.key();
+                if ck.len() == prefix.len() + key::REV_LEN && ck.starts_with(&prefix) {
+                    let (_, main) = key::split_version_key(ck)
+                        .ok_or_else(|| Error::internal("corrupt mvcc key"))?;
+                    let rec = Record::decode(c.value())?;
+                    if matches!(rec, Record::Put { .. }) {
+                        f(k, main, rec)?;
+                    }
+                }
+            }
+            c.status()
+        }
+        KeyRange::Range { start, end } => {
+            let end_enc = end.map(key::prefix);
+            if let Some(e) = end
+                && e <= start
+            {
+                return Ok(());
+            }
+            c.seek(&key::prefix(start));
+            let mut target = Vec::new();
+            while c.valid() {
+                let ck = c.key();
+                if let Some(e) = &end_enc
+                    && ck >= e.as_slice()
+                {
+                    break;
+                }
+                let (plen, main) = key::split_version_key(ck)
+                    .ok_or_else(|| Error::internal("corrupt mvcc key"))?;
+                if main > at {
+                    // Newer than the read revision: jump to this key's newest
+                    // version at or below it (or to the next key).
+                    target.clear();
+                    target.extend_from_slice(&ck[..plen]);
+                    target.extend_from_slice(&key::inverted(at));
+                    c.seek(&target);
+                    continue;
+                }
+                let rec = Record::decode(c.value())?;
+                target.clear();
+                target.extend_from_slice(&ck[..plen]);
+                if let Record::Put { .. } = rec {
+                    let uk = key::user_key(&target)
+                        .ok_or_else(|| Error::internal("corrupt mvcc key"))?;
+                    if !f(&uk, main, rec)? {
+                        return c.status();
+                    }
+                }
+                skip_versions(c, &mut target);
+            }
+            c.status()
+        }
+    }
+}
+
+/// Moves past the remaining (older) versions of the key whose prefix is in
+/// `prefix`. Most keys have few versions, so a few `next` calls are tried
+/// before falling back to a seek.
+fn skip_versions<C: Cursor>(c: &mut C, prefix: &mut Vec<u8>) {
+    for _ in 0..4 {
+        c.next();
+        if !c.valid() {
+            return;
+        }
+        let ck = c.key();
+        if !(ck.len() == prefix.len() + key::REV_LEN && ck.starts_with(prefix)) {
+            return;
+        }
+    }
+    prefix.extend_from_slice(&[0xFF; key::REV_LEN]);
+    c.seek(prefix);
+}
+
+/// Collects a range into a [`RangeResult`].
+fn collect<C: Cursor>(
+    c: &mut C,
+    range: KeyRange<'_>,
+    at: i64,
+    view_rev: i64,
+    opts: &RangeOptions,
+) -> Result<RangeResult> {
+    let mut kvs = Vec::new();
+    let mut count = 0i64;
+    scan(c, range, at, |k, main, rec| {
+        count += 1;
+        if !opts.count_only && (opts.limit == 0 || kvs.len() < opts.limit) {
+            kvs.push(to_key_value(k, main, rec, opts.keys_only));
+        }
+        Ok(true)
+    })?;
+    Ok(RangeResult {
+        kvs,
+        count,
+        rev: view_rev,
+    })
+}
+
+fn to_key_value(k: &[u8], main: i64, rec: Record<'_>, keys_only: bool) -> KeyValue {
+    match rec {
+        Record::Put {
+            create_rev,
+            version,
+            lease,
+            value,
+        } => KeyValue {
+            key: Bytes::copy_from_slice(k),
+            create_revision: create_rev,
+            mod_revision: main,
+            version,
+            value: if keys_only {
+                Bytes::new()
+            } else {
+                Bytes::copy_from_slice(value)
+            },
+            lease,
+        },
+        Record::Tombstone => KeyValue {
+            key: Bytes::copy_from_slice(k),
+            mod_revision: main,
+            ..Default::default()
+        },
+    }
+}
+
+/// Read access shared by snapshots and write transactions.
+pub trait KvRead {
+    /// The revision reads default to.
+    fn rev(&self) -> i64;
+    /// The compacted revision; reads below it fail.
+    fn first_rev(&self) -> i64;
+    /// Reads a range as etcd's `TxnRead.Range` does.
+    fn range(&self, range: KeyRange<'_>, opts: &RangeOptions) -> Result<RangeResult>;
+}
+
+/// A consistent snapshot of the store at one revision.
+pub struct ReadView<'a> {
+    db: &'a Db,
+    snapshot: rocksdb::Snapshot<'a>,
+    rev: i64,
+    compact_rev: i64,
+}
+
+impl KvRead for ReadView<'_> {
+    fn rev(&self) -> i64 {
+        self.rev
+    }
+
+    fn first_rev(&self) -> i64 {
+        self.compact_rev
+    }
+
+    fn range(&self, range: KeyRange<'_>, opts: &RangeOptions) -> Result<RangeResult> {
+        let at = resolve_rev(opts.rev, self.rev, self.compact_rev)?;
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&self.snapshot);
+        if let KeyRange::Range {
+            end: Some(end),
+            start,
+        } = range
+            && end > start
+        {
+            ro.set_iterate_upper_bound(key::prefix(end));
+        }
+        let it = self.db.raw().raw_iterator_cf_opt(self.db.cf(Cf::Kv), ro);
+        collect(&mut DbCursor::new(it), range, at, self.rev, opts)
+    }
+}
+
+/// The pending writes of one apply batch. Later requests in the batch read
+/// through them; [`Store::commit`] writes them in one RocksDB write.
+pub struct Batch {
+    wb: WriteBatch,
+    /// Pending `kv` CF entries, readable before the batch is written.
+    overlay: BTreeMap<Vec<u8>, Vec<u8>>,
+    current_rev: i64,
+    compact_rev: i64,
+    rev_dirty: bool,
+    compaction: Option<i64>,
+    applied: Option<(u64, u64)>,
+}
+
+impl Batch {
+    /// Starts a write transaction; it must be finished with
+    /// [`WriteTxn::end`] (keep its writes) or [`WriteTxn::abort`].
+    pub fn txn<'a>(&'a mut self, db: &'a Db) -> WriteTxn<'a> {
+        let begin_rev = self.current_rev;
+        WriteTxn {
+            db,
+            batch: self,
+            begin_rev,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Records a compaction at `rev` (etcd's `updateCompactRev`): revisions
+    /// below it become unreadable when the batch commits.
+    pub fn compact(&mut self, rev: i64) -> Result<()> {
+        if rev <= self.compact_rev {
+            return Err(Error::Compacted);
+        }
+        if rev > self.current_rev {
+            return Err(Error::FutureRev);
+        }
+        self.compact_rev = rev;
+        self.compaction = Some(rev);
+        Ok(())
+    }
+
+    /// Records the raft entry this batch applies up to.
+    pub fn set_applied(&mut self, index: u64, term: u64) {
+        self.applied = Some((index, term));
+    }
+
+    pub fn current_rev(&self) -> i64 {
+        self.current_rev
+    }
+
+    pub fn compact_rev(&self) -> i64 {
+        self.compact_rev
+    }
+}
+
+/// One request's writes inside a batch: every change gets revision
+/// `begin_rev + 1` and the next sub-revision (etcd's `storeTxnWrite`).
+pub struct WriteTxn<'a> {
+    db: &'a Db,
+    batch: &'a mut Batch,
+    begin_rev: i64,
+    /// This transaction's changes, in order: (`kv` key, record, `rev` value).
+    /// Already visible to its own reads through the batch overlay; added to
+    /// the batch's RocksDB write only by `end`.
+    pending: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+}
+
+impl WriteTxn<'_> {
+    /// The revision before this transaction.
+    pub fn begin_rev(&self) -> i64 {
+        self.begin_rev
+    }
+
+    /// Whether anything changed so far.
+    pub fn changed(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    fn cursor(&self) -> MergedCursor<'_> {
+        let it = self.db.raw().raw_iterator_cf(self.db.cf(Cf::Kv));
+        MergedCursor::new(DbCursor::new(it), &self.batch.overlay)
+    }
+
+    /// Writes a new version of `key`; returns the new revision.
+    pub fn put(&mut self, k: &[u8], value: &[u8], lease: i64) -> Result<i64> {
+        let rev = self.begin_rev + 1;
+        let (create_rev, version) = {
+            let mut c = self.cursor();
+            let mut found = (rev, 0);
+            scan(&mut c, KeyRange::Key(k), rev, |_, _, rec| {
+                if let Record::Put {
+                    create_rev,
+                    version,
+                    ..
+                } = rec
+                {
+                    found = (create_rev, version);
+                }
+                Ok(false)
+            })?;
+            found
+        };
+        let rec = record::encode_put(create_rev, version + 1, lease, value);
+        self.write(k, rev, rec, EVENT_PUT);
+        Ok(rev)
+    }
+
+    /// Deletes every live key in `range`; returns (number deleted, revision
+    /// for the header) as etcd's `DeleteRange` does.
+    pub fn delete_range(&mut self, range: KeyRange<'_>) -> Result<(i64, i64)> {
+        let at = self.begin_rev + i64::from(self.changed());
+        let mut keys = Vec::new();
+        {
+            let mut c = self.cursor();
+            scan(&mut c, range, at, |k, _, _| {
+                keys.push(k.to_vec());
+                Ok(true)
+            })?;
+        }
+        let rev = self.begin_rev + 1;
+        for k in &keys {
+            self.write(k, rev, record::encode_tombstone(), EVENT_DELETE);
+        }
+        let n = keys.len() as i64;
+        if n != 0 || self.changed() {
+            Ok((n, rev))
+        } else {
+            Ok((0, self.begin_rev))
+        }
+    }
+
+    fn write(&mut self, k: &[u8], rev: i64, rec: Vec<u8>, kind: u8) {
+        let vk = key::version_key(k, rev);
+        let mut rv = Vec::with_capacity(1 + k.len());
+        rv.push(kind);
+        rv.extend_from_slice(k);
+        self.batch.overlay.insert(vk.clone(), rec.clone());
+        self.pending.push((vk, rec, rv));
+    }
+
+    /// Keeps the transaction's changes: if there are any, the batch moves to
+    /// the new revision.
+    pub fn end(self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let rev = self.begin_rev + 1;
+        let (kv, revcf) = (self.db.cf(Cf::Kv), self.db.cf(Cf::Rev));
+        for (sub, (vk, rec, rv)) in self.pending.into_iter().enumerate() {
+            self.batch.wb.put_cf(kv, &vk, &rec);
+            self.batch
+                .wb
+                .put_cf(revcf, key::rev_key(rev, sub as i64), rv);
+        }
+        self.batch.current_rev = rev;
+        self.batch.rev_dirty = true;
+    }
+
+    /// Drops the transaction's changes.
+    pub fn abort(self) {
+        for (vk, _, _) in &self.pending {
+            self.batch.overlay.remove(vk);
+        }
+    }
+}
+
+impl KvRead for WriteTxn<'_> {
+    /// Reads inside a write transaction see its own earlier writes.
+    fn rev(&self) -> i64 {
+        self.begin_rev + i64::from(self.changed())
+    }
+
+    fn first_rev(&self) -> i64 {
+        self.batch.compact_rev
+    }
+
+    fn range(&self, range: KeyRange<'_>, opts: &RangeOptions) -> Result<RangeResult> {
+        let view_rev = self.rev();
+        let at = resolve_rev(opts.rev, view_rev, self.batch.compact_rev)?;
+        collect(&mut self.cursor(), range, at, view_rev, opts)
+    }
+}
+
+#[cfg(test)]
+mod tests;

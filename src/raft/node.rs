@@ -1,0 +1,296 @@
+//! The thread that owns raft-rs's `RawNode`.
+//!
+//! It ticks the node on the heartbeat interval, feeds it proposals and
+//! read-index requests, and runs the `Ready` loop exactly as raft-rs asks:
+//! send messages, hand committed entries to the applier, append entries and
+//! the hard state in one synced write, send persisted messages, `advance`,
+//! then process the `LightReady` the same way. Everything that arrives while
+//! one fsync runs is proposed together and persisted by the next one (group
+//! commit).
+//!
+//! The raft layer knows nothing about etcd: entries are opaque bytes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use raft::prelude::{Entry, Message};
+use raft::{Config, RawNode, StateRole};
+use tokio::sync::oneshot;
+
+use super::storage::RaftStorage;
+use crate::error::{Error, Result};
+
+/// Requests to the raft thread.
+pub enum RaftMsg {
+    /// Append `data` to the log; `id` identifies the proposal if raft drops it.
+    Propose { id: u64, data: Vec<u8> },
+    /// Ask for a read index; the reply is the commit index to wait for.
+    ReadIndex { reply: oneshot::Sender<u64> },
+    /// A message from a peer.
+    Step(Box<Message>),
+}
+
+/// Raft facts other threads read: term, leader, commit and applied indexes.
+#[derive(Debug, Default)]
+pub struct RaftStatus {
+    pub term: AtomicU64,
+    pub leader: AtomicU64,
+    pub commit: AtomicU64,
+    pub applied: AtomicU64,
+}
+
+/// Settings of the raft thread.
+pub struct NodeConfig {
+    pub id: u64,
+    pub tick: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// The index the state machine has applied (from the state, not the log).
+    pub applied: u64,
+    /// Compact the log once this many entries are applied beyond its start.
+    pub snapshot_count: u64,
+    /// Entries kept behind the applied index when compacting.
+    pub catchup_entries: u64,
+}
+
+/// Handle for sending requests to the raft thread.
+#[derive(Clone)]
+pub struct RaftHandle {
+    tx: mpsc::Sender<RaftMsg>,
+    pub status: Arc<RaftStatus>,
+}
+
+impl RaftHandle {
+    /// Queues a proposal; fails only when the raft thread has stopped.
+    pub fn propose(&self, id: u64, data: Vec<u8>) -> Result<()> {
+        self.tx
+            .send(RaftMsg::Propose { id, data })
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Asks for a read index.
+    pub fn read_index(&self) -> Result<oneshot::Receiver<u64>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(RaftMsg::ReadIndex { reply })
+            .map_err(|_| Error::Stopped)?;
+        Ok(rx)
+    }
+}
+
+/// Callback for proposals raft refused (no leader known); receives the id.
+pub type OnDropped = Box<dyn Fn(u64) + Send>;
+
+/// Starts the raft thread. Committed entries go to `apply_tx` in order.
+pub fn spawn(
+    cfg: NodeConfig,
+    storage: RaftStorage,
+    apply_tx: mpsc::Sender<Vec<Entry>>,
+    on_dropped: OnDropped,
+    logger: slog::Logger,
+) -> Result<(RaftHandle, thread::JoinHandle<()>)> {
+    let mut storage = storage;
+    // The applied index can run ahead of the stored commit index (the
+    // commit index is written without sync): anything applied was
+    // committed.
+    let hs_commit = storage.hard_state().commit;
+    if cfg.applied > hs_commit {
+        storage.set_commit(cfg.applied)?;
+    }
+    let status = Arc::new(RaftStatus::default());
+    status.applied.store(cfg.applied, Ordering::Release);
+    let raft_cfg = Config {
+        id: cfg.id,
+        election_tick: cfg.election_ticks,
+        heartbeat_tick: cfg.heartbeat_ticks,
+        applied: cfg.applied,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    };
+    raft_cfg.validate().map_err(Error::internal)?;
+    let mut node = RawNode::new(&raft_cfg, storage, &logger).map_err(Error::internal)?;
+    let voters = node
+        .raft
+        .prs()
+        .conf()
+        .voters()
+        .ids()
+        .iter()
+        .collect::<Vec<_>>();
+    if voters == [cfg.id] {
+        // A single voter needs no election timeout to elect itself.
+        node.campaign().map_err(Error::internal)?;
+    }
+    let (tx, rx) = mpsc::channel();
+    let handle = RaftHandle {
+        tx,
+        status: status.clone(),
+    };
+    let mut runner = Runner {
+        node,
+        cfg,
+        status,
+        apply_tx,
+        on_dropped,
+        reads: HashMap::new(),
+        next_read: 0,
+    };
+    let join = thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || runner.run(rx))
+        .map_err(|e| Error::internal(format!("spawn raft thread: {e}")))?;
+    Ok((handle, join))
+}
+
+struct Runner {
+    node: RawNode<RaftStorage>,
+    cfg: NodeConfig,
+    status: Arc<RaftStatus>,
+    apply_tx: mpsc::Sender<Vec<Entry>>,
+    on_dropped: OnDropped,
+    /// Pending read-index requests by context.
+    reads: HashMap<u64, oneshot::Sender<u64>>,
+    next_read: u64,
+}
+
+impl Runner {
+    fn run(&mut self, rx: mpsc::Receiver<RaftMsg>) {
+        let mut last_tick = Instant::now();
+        loop {
+            let wait = self.cfg.tick.saturating_sub(last_tick.elapsed());
+            match rx.recv_timeout(wait) {
+                Ok(msg) => {
+                    self.handle(msg);
+                    // Take everything already queued: one Ready, one fsync.
+                    while let Ok(msg) = rx.try_recv() {
+                        self.handle(msg);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            if last_tick.elapsed() >= self.cfg.tick {
+                self.node.tick();
+                last_tick = Instant::now();
+            }
+            if let Err(e) = self.on_ready() {
+                crate::server::apply::fatal("raft storage", &e);
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: RaftMsg) {
+        match msg {
+            RaftMsg::Propose { id, data } => {
+                if self.node.propose(vec![], data).is_err() {
+                    (self.on_dropped)(id);
+                }
+            }
+            RaftMsg::ReadIndex { reply } => {
+                self.next_read += 1;
+                let ctx = self.next_read;
+                self.reads.insert(ctx, reply);
+                self.node.read_index(ctx.to_be_bytes().to_vec());
+            }
+            RaftMsg::Step(m) => {
+                if let Err(e) = self.node.step(*m) {
+                    tracing::debug!(error = %e, "raft step failed");
+                }
+            }
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<()> {
+        if !self.node.has_ready() {
+            self.maybe_compact_log()?;
+            return Ok(());
+        }
+        let mut ready = self.node.ready();
+        if let Some(ss) = ready.ss() {
+            self.status.leader.store(ss.leader_id, Ordering::Release);
+            if ss.raft_state == StateRole::Leader {
+                tracing::info!(
+                    member_id = format!("{:x}", self.cfg.id),
+                    term = self.node.raft.term,
+                    "elected leader"
+                );
+            }
+        }
+        // Peers don't exist yet; messages for them would be sent here.
+        let _ = ready.take_messages();
+        if !ready.snapshot().is_empty() {
+            return Err(Error::internal(
+                "received a raft snapshot, which this version cannot install",
+            ));
+        }
+        for rs in ready.take_read_states() {
+            self.answer_read(&rs.request_ctx, rs.index);
+        }
+        self.send_committed(ready.take_committed_entries());
+        if !ready.entries().is_empty() || ready.hs().is_some() {
+            self.node.mut_store().append(ready.entries(), ready.hs())?;
+        }
+        let _ = ready.take_persisted_messages();
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.node.mut_store().set_commit(commit)?;
+        }
+        let _ = light.take_messages();
+        self.send_committed(light.take_committed_entries());
+        self.node.advance_apply();
+        self.status
+            .term
+            .store(self.node.raft.term, Ordering::Release);
+        self.status
+            .commit
+            .store(self.node.raft.raft_log.committed, Ordering::Release);
+        self.maybe_compact_log()
+    }
+
+    fn answer_read(&mut self, ctx: &[u8], index: u64) {
+        let Ok(bytes) = <[u8; 8]>::try_from(ctx) else {
+            return;
+        };
+        if let Some(reply) = self.reads.remove(&u64::from_be_bytes(bytes)) {
+            let _ = reply.send(index);
+        }
+    }
+
+    fn send_committed(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        if self.apply_tx.send(entries).is_err() {
+            crate::server::apply::fatal("applier stopped", &"channel closed");
+        }
+    }
+
+    /// Drops applied log entries once `snapshot_count` of them accumulate,
+    /// keeping `catchup_entries` behind the applied index. The applied
+    /// state is already in RocksDB, so the log is not needed to rebuild it.
+    fn maybe_compact_log(&mut self) -> Result<()> {
+        // Reads abandoned by raft (e.g. on lost leadership) are dropped here
+        // so the map cannot grow; their waiters time out.
+        if self.reads.len() > 1024 {
+            self.reads.retain(|_, r| !r.is_closed());
+        }
+        let applied = self.status.applied.load(Ordering::Acquire);
+        let store = self.node.store();
+        if applied.saturating_sub(store.first_index()) < self.cfg.snapshot_count {
+            return Ok(());
+        }
+        let upto = applied.saturating_sub(self.cfg.catchup_entries);
+        if upto >= store.first_index() {
+            self.node.mut_store().compact(upto)?;
+            tracing::debug!(compact_index = upto, "compacted raft log");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,360 @@
+//! raft-rs's `Storage` on RocksDB: the log in the `raft_log` column family,
+//! the hard state, conf state and the log's truncation point in `raft_meta`.
+//!
+//! Appends and hard-state changes of one raft `Ready` are written in one
+//! synced write batch ([`RaftStorage::append`]): that fsync is what makes a
+//! write durable before it is acknowledged.
+
+use std::sync::Arc;
+
+use protobuf::Message as _;
+use raft::prelude::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use rocksdb::WriteBatch;
+
+use crate::error::{Error, Result};
+use crate::storage::{Cf, Db};
+
+const HARD_STATE: &[u8] = b"hard_state";
+const CONF_STATE: &[u8] = b"conf_state";
+/// Index and term of the last entry removed from the log (or 0, 0).
+const TRUNCATED: &[u8] = b"truncated";
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn store_err(e: impl std::fmt::Display) -> raft::Error {
+    raft::Error::Store(StorageError::Other(Box::new(Error::internal(e))))
+}
+
+/// The raft log and raft metadata of this member.
+pub struct RaftStorage {
+    db: Arc<Db>,
+    hard_state: HardState,
+    conf_state: ConfState,
+    truncated_index: u64,
+    truncated_term: u64,
+    last_index: u64,
+    last_term: u64,
+}
+
+impl RaftStorage {
+    /// Opens the log; `None` if this data directory has never been
+    /// bootstrapped.
+    pub fn open(db: Arc<Db>) -> Result<Option<RaftStorage>> {
+        let Some(cs) = db.get(Cf::RaftMeta, CONF_STATE)? else {
+            return Ok(None);
+        };
+        let conf_state = ConfState::parse_from_bytes(&cs).map_err(Error::internal)?;
+        let hard_state = match db.get(Cf::RaftMeta, HARD_STATE)? {
+            Some(b) => HardState::parse_from_bytes(&b).map_err(Error::internal)?,
+            None => HardState::default(),
+        };
+        let (truncated_index, truncated_term) = match db.get(Cf::RaftMeta, TRUNCATED)? {
+            Some(b) if b.len() == 16 => (
+                u64::from_be_bytes(b[..8].try_into().map_err(Error::internal)?),
+                u64::from_be_bytes(b[8..].try_into().map_err(Error::internal)?),
+            ),
+            Some(_) => return Err(Error::internal("corrupt raft truncation point")),
+            None => (0, 0),
+        };
+        let mut s = RaftStorage {
+            db,
+            hard_state,
+            conf_state,
+            truncated_index,
+            truncated_term,
+            last_index: truncated_index,
+            last_term: truncated_term,
+        };
+        let mut it = s.db.raw().raw_iterator_cf(s.db.cf(Cf::RaftLog));
+        it.seek_to_last();
+        if let Some(v) = it.value() {
+            let e = Entry::parse_from_bytes(v).map_err(Error::internal)?;
+            s.last_index = e.index;
+            s.last_term = e.term;
+        }
+        it.status()?;
+        drop(it);
+        Ok(Some(s))
+    }
+
+    /// Initialises an empty log for a new cluster with the given voters.
+    pub fn bootstrap(db: Arc<Db>, voters: Vec<u64>) -> Result<RaftStorage> {
+        let conf_state = ConfState {
+            voters,
+            ..Default::default()
+        };
+        let mut wb = WriteBatch::default();
+        wb.put_cf(
+            db.cf(Cf::RaftMeta),
+            CONF_STATE,
+            conf_state.write_to_bytes().map_err(Error::internal)?,
+        );
+        db.write_synced(wb)?;
+        Ok(RaftStorage {
+            db,
+            hard_state: HardState::default(),
+            conf_state,
+            truncated_index: 0,
+            truncated_term: 0,
+            last_index: 0,
+            last_term: 0,
+        })
+    }
+
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
+    pub fn first_index(&self) -> u64 {
+        self.truncated_index + 1
+    }
+
+    /// Appends entries (replacing any conflicting suffix) and stores the
+    /// hard state, in one fsynced write.
+    pub fn append(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        let log = self.db.cf(Cf::RaftLog);
+        let (mut last_index, mut last_term) = (self.last_index, self.last_term);
+        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+            if first.index <= self.truncated_index {
+                return Err(Error::internal(format!(
+                    "append at {} below the log's start {}",
+                    first.index,
+                    self.first_index()
+                )));
+            }
+            for e in entries {
+                wb.put_cf(
+                    log,
+                    index_key(e.index),
+                    e.write_to_bytes().map_err(Error::internal)?,
+                );
+            }
+            if last.index < self.last_index {
+                // A new leader overwrote our tail: drop the rest of it.
+                wb.delete_range_cf(
+                    log,
+                    index_key(last.index + 1),
+                    index_key(self.last_index + 1),
+                );
+            }
+            (last_index, last_term) = (last.index, last.term);
+        }
+        if let Some(hs) = hs {
+            wb.put_cf(
+                self.db.cf(Cf::RaftMeta),
+                HARD_STATE,
+                hs.write_to_bytes().map_err(Error::internal)?,
+            );
+        }
+        self.db.write_synced(wb)?;
+        if let Some(hs) = hs {
+            self.hard_state = hs.clone();
+        }
+        (self.last_index, self.last_term) = (last_index, last_term);
+        Ok(())
+    }
+
+    /// Records a new commit index. Not synced: the commit index can always
+    /// be learned again from the log and the leader.
+    pub fn set_commit(&mut self, commit: u64) -> Result<()> {
+        self.hard_state.commit = commit;
+        let mut wb = WriteBatch::default();
+        wb.put_cf(
+            self.db.cf(Cf::RaftMeta),
+            HARD_STATE,
+            self.hard_state.write_to_bytes().map_err(Error::internal)?,
+        );
+        self.db.write(wb)
+    }
+
+    /// Removes log entries up to and including `index`, which must already
+    /// be applied: the state written by the applier precedes this write in
+    /// RocksDB's WAL, so no crash can keep the deletion but lose the state.
+    pub fn compact(&mut self, index: u64) -> Result<()> {
+        if index <= self.truncated_index || index > self.last_index {
+            return Ok(());
+        }
+        let term = self.term_of(index)?;
+        let mut wb = WriteBatch::default();
+        wb.delete_range_cf(
+            self.db.cf(Cf::RaftLog),
+            index_key(self.truncated_index + 1),
+            index_key(index + 1),
+        );
+        let mut t = [0u8; 16];
+        t[..8].copy_from_slice(&index.to_be_bytes());
+        t[8..].copy_from_slice(&term.to_be_bytes());
+        wb.put_cf(self.db.cf(Cf::RaftMeta), TRUNCATED, t);
+        self.db.write_synced(wb)?;
+        self.truncated_index = index;
+        self.truncated_term = term;
+        Ok(())
+    }
+
+    fn get_entry(&self, index: u64) -> Result<Entry> {
+        let v = self
+            .db
+            .get(Cf::RaftLog, &index_key(index))?
+            .ok_or_else(|| Error::internal(format!("raft entry {index} missing")))?;
+        Entry::parse_from_bytes(&v).map_err(Error::internal)
+    }
+
+    fn term_of(&self, index: u64) -> Result<u64> {
+        if index == self.truncated_index {
+            return Ok(self.truncated_term);
+        }
+        if index == self.last_index {
+            return Ok(self.last_term);
+        }
+        Ok(self.get_entry(index)?.term)
+    }
+}
+
+impl raft::Storage for RaftStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low <= self.truncated_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last_index + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let max_size = max_size.into().unwrap_or(u64::MAX);
+        let mut out = Vec::with_capacity((high - low) as usize);
+        let mut size = 0u64;
+        let mut it = self.db.raw().raw_iterator_cf(self.db.cf(Cf::RaftLog));
+        it.seek(index_key(low));
+        let mut want = low;
+        while want < high {
+            let Some(v) = it.value() else { break };
+            let e = Entry::parse_from_bytes(v).map_err(store_err)?;
+            if e.index != want {
+                return Err(store_err(format!("raft log hole at {want}")));
+            }
+            size += u64::from(e.compute_size());
+            // Always return at least one entry, as raft-rs expects.
+            if !out.is_empty() && size > max_size {
+                break;
+            }
+            out.push(e);
+            want += 1;
+            it.next();
+        }
+        it.status().map_err(store_err)?;
+        if out.is_empty() {
+            return Err(store_err(format!("raft log hole at {low}")));
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx < self.truncated_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > self.last_index {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        self.term_of(idx).map_err(store_err)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.truncated_index + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last_index)
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Only a leader with followers asks for snapshots; multi-member
+        // clusters (and state snapshots) are not implemented yet.
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::Storage as _;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 3].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn append_truncate_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        assert!(RaftStorage::open(db.clone()).unwrap().is_none());
+        let mut s = RaftStorage::bootstrap(db.clone(), vec![7]).unwrap();
+        assert_eq!(RaftStorage::first_index(&s), 1);
+        assert_eq!(RaftStorage::last_index(&s), 0);
+        let hs = HardState {
+            term: 2,
+            vote: 7,
+            ..Default::default()
+        };
+        s.append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>(), Some(&hs))
+            .unwrap();
+        // A new leader replaces the tail from 4 on with a shorter one.
+        s.append(&[entry(4, 2)], None).unwrap();
+        assert_eq!(RaftStorage::last_index(&s), 4);
+        assert_eq!(s.term(4).unwrap(), 2);
+        assert_eq!(s.term(3).unwrap(), 1);
+        let got = s
+            .entries(1, 5, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(
+            got.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        s.set_commit(3).unwrap();
+        s.compact(2).unwrap();
+        assert!(matches!(
+            s.entries(2, 4, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        assert_eq!(s.term(2).unwrap(), 1);
+        drop(s);
+
+        let s = RaftStorage::open(db).unwrap().unwrap();
+        assert_eq!(RaftStorage::first_index(&s), 3);
+        assert_eq!(RaftStorage::last_index(&s), 4);
+        assert_eq!(s.term(4).unwrap(), 2);
+        let st = s.initial_state().unwrap();
+        assert_eq!(st.hard_state.term, 2);
+        assert_eq!(st.hard_state.commit, 3);
+        assert_eq!(st.conf_state.voters, vec![7]);
+        let got = s
+            .entries(3, 5, Some(1), GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(got.len(), 1, "max_size still returns one entry");
+    }
+}

@@ -1,0 +1,198 @@
+//! The applier: the only code that changes the state.
+//!
+//! It receives committed raft entries in order, applies a batch of them to
+//! the MVCC store in one RocksDB write that also records the applied index
+//! (so a restart resumes exactly after the last applied entry: nothing is
+//! applied twice or lost), then hands each proposer its result and
+//! publishes the new applied index.
+//!
+//! Each request is applied all or nothing: a request that fails a
+//! deterministic check (compacted revision, missing key for `ignore_value`,
+//! ...) changes nothing and its error goes back to the proposer, identically
+//! on every member. A storage failure is fatal: the process stops and a
+//! restart replays the entry from the synced raft log.
+//!
+//! etcd counterparts: `server/etcdserver/server.go` (`applyEntryNormal`),
+//! `server/etcdserver/apply/*.go`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::thread;
+
+use prost::Message as _;
+use raft::prelude::{Entry, EntryType};
+use tokio::sync::watch;
+
+use super::txn;
+use super::wait::Wait;
+use crate::error::{Error, Result};
+use crate::mvcc::compact::Compactor;
+use crate::mvcc::{Batch, Store};
+use crate::proto::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse,
+};
+use crate::proto::oxcdpb::{InternalRaftRequest, internal_raft_request::Request};
+use crate::raft::RaftStatus;
+
+/// Most entries applied in one RocksDB write.
+const MAX_BATCH_ENTRIES: usize = 1024;
+
+/// What applying one request produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    /// A compaction; the revision is set when it was newly scheduled.
+    Compact(CompactionResponse),
+}
+
+pub type ApplyResult = Result<Response>;
+
+/// Stops the process after a failure that leaves the state unknown. The
+/// raft log is the source of truth, so a restart recovers.
+pub fn fatal(what: &str, err: &dyn std::fmt::Display) -> ! {
+    tracing::error!(error = %err, "{what}");
+    eprintln!("oxcd: fatal: {what}: {err}");
+    std::process::exit(1);
+}
+
+/// State owned by the applier thread.
+pub struct Applier {
+    store: Arc<Store>,
+    wait: Arc<Wait<ApplyResult>>,
+    applied_tx: watch::Sender<u64>,
+    status: Arc<RaftStatus>,
+    compactor: Compactor,
+    applied: u64,
+}
+
+impl Applier {
+    pub fn new(
+        store: Arc<Store>,
+        wait: Arc<Wait<ApplyResult>>,
+        applied_tx: watch::Sender<u64>,
+        status: Arc<RaftStatus>,
+        compactor: Compactor,
+        applied: u64,
+    ) -> Applier {
+        Applier {
+            store,
+            wait,
+            applied_tx,
+            status,
+            compactor,
+            applied,
+        }
+    }
+
+    /// Runs the apply loop on its own thread until the raft side hangs up.
+    pub fn spawn(mut self, rx: mpsc::Receiver<Vec<Entry>>) -> Result<thread::JoinHandle<()>> {
+        thread::Builder::new()
+            .name("applier".into())
+            .spawn(move || {
+                while let Ok(mut entries) = rx.recv() {
+                    while entries.len() < MAX_BATCH_ENTRIES {
+                        match rx.try_recv() {
+                            Ok(more) => entries.extend(more),
+                            Err(_) => break,
+                        }
+                    }
+                    self.apply_entries(&entries);
+                }
+            })
+            .map_err(|e| Error::internal(format!("spawn applier: {e}")))
+    }
+
+    /// Applies a run of committed entries as one batch.
+    pub fn apply_entries(&mut self, entries: &[Entry]) {
+        let mut batch = self.store.begin_batch();
+        let mut results = Vec::new();
+        let mut last = None;
+        for e in entries {
+            if e.index <= self.applied {
+                continue;
+            }
+            if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+                let req = match InternalRaftRequest::decode(e.data.as_ref()) {
+                    Ok(r) => r,
+                    Err(err) => fatal(&format!("undecodable raft entry {}", e.index), &err),
+                };
+                let result = self.apply_request(&mut batch, req.request);
+                if let Err(Error::Internal(msg)) = &result {
+                    fatal(&format!("applying raft entry {}", e.index), msg);
+                }
+                results.push((req.id, result));
+            }
+            // Empty entries (a new leader's first entry) and configuration
+            // changes only advance the applied index here.
+            last = Some((e.index, e.term));
+        }
+        let Some((index, term)) = last else {
+            return;
+        };
+        batch.set_applied(index, term);
+        let compaction = match self.store.commit(batch) {
+            Ok(c) => c,
+            Err(err) => fatal("writing applied entries", &err),
+        };
+        self.applied = index;
+        if let Some(rev) = compaction {
+            self.compactor.schedule(rev);
+        }
+        for (id, result) in results {
+            self.wait.trigger(id, result);
+        }
+        self.status.applied.store(index, Ordering::Release);
+        self.applied_tx.send_replace(index);
+    }
+
+    fn apply_request(&self, batch: &mut Batch, req: Option<Request>) -> ApplyResult {
+        let db = self.store.db().clone();
+        match req {
+            Some(Request::Put(p)) => {
+                let mut t = batch.txn(&db);
+                let r = txn::put(&mut t, &p);
+                finish(t, r).map(Response::Put)
+            }
+            Some(Request::DeleteRange(d)) => {
+                let mut t = batch.txn(&db);
+                let r = txn::delete_range(&mut t, &d);
+                finish(t, r).map(Response::DeleteRange)
+            }
+            Some(Request::Txn(rt)) => {
+                let mut t = batch.txn(&db);
+                let r = txn::txn(&mut t, &rt);
+                finish(t, r).map(Response::Txn)
+            }
+            Some(Request::Compaction(c)) => {
+                batch.compact(c.revision)?;
+                Ok(Response::Compact(CompactionResponse {
+                    header: Some(ResponseHeader {
+                        revision: batch.current_rev(),
+                        ..Default::default()
+                    }),
+                }))
+            }
+            None => Err(Error::internal("raft entry without a request")),
+        }
+    }
+}
+
+/// Keeps a transaction's writes if it succeeded, drops them if not.
+fn finish<T>(t: crate::mvcc::WriteTxn<'_>, r: Result<T>) -> Result<T> {
+    match r {
+        Ok(v) => {
+            t.end();
+            Ok(v)
+        }
+        Err(e) => {
+            t.abort();
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,329 @@
+//! The coordinator between the gRPC layer and the state: one async method
+//! per operation (etcd: `server/etcdserver/v3_server.go`).
+//!
+//! Writes are proposed through raft and answered with the applier's result
+//! ([`Server::propose`]); linearizable reads pass a batched ReadIndex
+//! barrier and then read a local snapshot; serializable reads read the
+//! snapshot directly.
+//!
+//! Threads and tasks started here: the raft thread (`raft::node`), the
+//! applier thread ([`apply`]), the compactor thread
+//! (`mvcc::compact`), and the read-barrier task ([`read`]).
+
+pub mod apply;
+pub mod read;
+pub mod txn;
+pub mod wait;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use prost::Message as _;
+use tokio::sync::watch;
+
+use crate::cluster;
+use crate::error::{Error, Result};
+use crate::log::raft_logger;
+use crate::mvcc::compact::Compactor;
+use crate::mvcc::{KvRead, Store};
+use crate::proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+use crate::proto::oxcdpb::{InternalRaftRequest, internal_raft_request::Request};
+use crate::raft::{self as consensus, NodeConfig, RaftHandle, RaftStorage};
+use crate::storage::{Db, meta_key};
+use apply::{Applier, ApplyResult, Response};
+use wait::{IdGenerator, Wait};
+
+/// Proposals are refused while the applier lags the commit index by more
+/// than this many entries (etcd: `maxGapBetweenApplyAndCommitIndex`).
+const MAX_APPLY_LAG: u64 = 5000;
+
+/// What the server needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub initial_advertise_peer_urls: Vec<String>,
+    pub initial_cluster_token: String,
+    pub heartbeat: Duration,
+    pub election_timeout: Duration,
+    pub snapshot_count: u64,
+    pub snapshot_catchup_entries: u64,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+}
+
+impl ServerConfig {
+    /// How long a proposal or read barrier may take (etcd: `ReqTimeout`).
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + 2 * self.election_timeout
+    }
+}
+
+/// The running member.
+pub struct Server {
+    cfg: ServerConfig,
+    store: Arc<Store>,
+    raft: RaftHandle,
+    wait: Arc<Wait<ApplyResult>>,
+    ids: IdGenerator,
+    read: read::ReadBarrier,
+    compactor: Compactor,
+    applied: watch::Receiver<u64>,
+    member_id: u64,
+    cluster_id: u64,
+}
+
+impl Server {
+    /// Opens (or creates) the data directory, replays what the log holds
+    /// beyond the applied state, and starts the raft and apply threads.
+    /// Returns once this member has a leader and has applied everything
+    /// committed so far.
+    pub async fn start(cfg: ServerConfig) -> Result<Arc<Server>> {
+        let db_path = cfg.data_dir.join("member").join("db");
+        let db = Db::open(&db_path)?;
+        let (member_id, cluster_id) = ids(&db, &cfg)?;
+        let storage = match RaftStorage::open(db.clone())? {
+            Some(s) => s,
+            None => RaftStorage::bootstrap(db.clone(), vec![member_id])?,
+        };
+        let store = Arc::new(Store::open(db.clone())?);
+        let applied = db
+            .get_u64(crate::storage::Cf::Meta, meta_key::APPLIED_INDEX)?
+            .unwrap_or(0);
+        tracing::info!(
+            name = %cfg.name,
+            data_dir = %cfg.data_dir.display(),
+            member_id = format!("{member_id:x}"),
+            cluster_id = format!("{cluster_id:x}"),
+            applied_index = applied,
+            current_revision = store.current_rev(),
+            compact_revision = store.compact_rev(),
+            "opened backend"
+        );
+        let compactor = Compactor::spawn(db.clone())?;
+        let wait = Arc::new(Wait::default());
+        let (applied_tx, applied_rx) = watch::channel(applied);
+        let (apply_tx, apply_rx) = std::sync::mpsc::channel();
+
+        let heartbeat_ms = cfg.heartbeat.as_millis().max(1);
+        let node_cfg = NodeConfig {
+            id: member_id,
+            tick: cfg.heartbeat,
+            election_ticks: (cfg.election_timeout.as_millis() / heartbeat_ms).max(2) as usize,
+            heartbeat_ticks: 1,
+            applied,
+            snapshot_count: cfg.snapshot_count,
+            catchup_entries: cfg.snapshot_catchup_entries,
+        };
+        let dropped_wait = wait.clone();
+        let on_dropped = Box::new(move |id| dropped_wait.trigger(id, Err(Error::ProposalDropped)));
+        let (raft, _raft_thread) =
+            consensus::node::spawn(node_cfg, storage, apply_tx, on_dropped, raft_logger())?;
+        let applier = Applier::new(
+            store.clone(),
+            wait.clone(),
+            applied_tx,
+            raft.status.clone(),
+            compactor.clone(),
+            applied,
+        );
+        applier.spawn(apply_rx)?;
+        let read =
+            read::ReadBarrier::spawn(raft.clone(), applied_rx.clone(), cfg.request_timeout());
+        let server = Arc::new(Server {
+            ids: IdGenerator::new(member_id),
+            cfg,
+            store,
+            raft,
+            wait,
+            read,
+            compactor,
+            applied: applied_rx,
+            member_id,
+            cluster_id,
+        });
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    /// Waits until a leader is known and the applier has caught up with the
+    /// commit index (the replay after a restart is done).
+    async fn wait_ready(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.cfg.request_timeout() * 4;
+        loop {
+            let st = &self.raft.status;
+            let leader = st.leader.load(Ordering::Acquire);
+            let commit = st.commit.load(Ordering::Acquire);
+            if leader != 0 && commit > 0 && *self.applied.borrow() >= commit {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::internal("timed out waiting for a raft leader"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.member_id
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    /// A response header with this member's ids, its term and the current
+    /// revision (etcd: `v3rpc/header.go`).
+    pub fn header(&self) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision: self.store.current_rev(),
+            raft_term: self.raft.status.term.load(Ordering::Acquire),
+        }
+    }
+
+    /// Proposes a request and waits for the applier's result.
+    async fn propose(&self, request: Request) -> ApplyResult {
+        let st = &self.raft.status;
+        let lag = st
+            .commit
+            .load(Ordering::Acquire)
+            .saturating_sub(st.applied.load(Ordering::Acquire));
+        if lag > MAX_APPLY_LAG {
+            return Err(Error::TooManyRequests);
+        }
+        let id = self.ids.next();
+        let data = InternalRaftRequest {
+            id,
+            request: Some(request),
+        }
+        .encode_to_vec();
+        if data.len() > self.cfg.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        let rx = self.wait.register(id);
+        // Forget the waiter if the caller goes away or times out.
+        let _guard = CancelGuard {
+            wait: &self.wait,
+            id,
+        };
+        self.raft.propose(id, data)?;
+        match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// Waits until a local read reflects every write acknowledged so far.
+    pub async fn read_barrier(&self) -> Result<()> {
+        self.read.wait().await
+    }
+
+    /// Range (etcd: `EtcdServer.Range`).
+    pub async fn range(&self, r: &RangeRequest) -> Result<RangeResponse> {
+        if !r.serializable {
+            self.read_barrier().await?;
+        }
+        self.range_local(r)
+    }
+
+    /// Range on this member's state, without a read barrier.
+    pub fn range_local(&self, r: &RangeRequest) -> Result<RangeResponse> {
+        txn::range(&self.store.read(), r)
+    }
+
+    /// The current revision and the compacted revision.
+    pub fn revisions(&self) -> (i64, i64) {
+        let v = self.store.read();
+        (v.rev(), v.first_rev())
+    }
+
+    pub async fn put(&self, r: PutRequest) -> Result<PutResponse> {
+        match self.propose(Request::Put(r)).await? {
+            Response::Put(p) => Ok(p),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        match self.propose(Request::DeleteRange(r)).await? {
+            Response::DeleteRange(d) => Ok(d),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Txn: read-only transactions are served locally (after a read barrier
+    /// unless every range is serializable); the rest go through raft.
+    pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse> {
+        if txn::is_txn_read_only(&r) {
+            if !txn::is_txn_serializable(&r) {
+                self.read_barrier().await?;
+            }
+            let view = self.store.read();
+            return txn::txn(&mut txn::ReadOnly(&view), &r);
+        }
+        match self.propose(Request::Txn(r)).await? {
+            Response::Txn(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Compact; with `physical`, waits until old versions are removed.
+    pub async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse> {
+        let (rev, physical) = (r.revision, r.physical);
+        match self.propose(Request::Compaction(r)).await? {
+            Response::Compact(c) => {
+                if physical {
+                    self.compactor.wait_finished(rev).await;
+                }
+                Ok(c)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(r: Response) -> Error {
+    Error::internal(format!("unexpected apply result {r:?}"))
+}
+
+struct CancelGuard<'a> {
+    wait: &'a Wait<ApplyResult>,
+    id: u64,
+}
+
+impl Drop for CancelGuard<'_> {
+    fn drop(&mut self) {
+        self.wait.cancel(self.id);
+    }
+}
+
+/// This member's and the cluster's ids: fixed at the first start and kept
+/// in the `meta` column family.
+fn ids(db: &Db, cfg: &ServerConfig) -> Result<(u64, u64)> {
+    use crate::storage::Cf;
+    if let (Some(m), Some(c)) = (
+        db.get_u64(Cf::Meta, meta_key::MEMBER_ID)?,
+        db.get_u64(Cf::Meta, meta_key::CLUSTER_ID)?,
+    ) {
+        return Ok((m, c));
+    }
+    let m = cluster::member_id(&cfg.initial_advertise_peer_urls, &cfg.initial_cluster_token);
+    let c = cluster::cluster_id(&[m]);
+    let mut wb = rocksdb::WriteBatch::default();
+    wb.put_cf(db.cf(Cf::Meta), meta_key::MEMBER_ID, m.to_be_bytes());
+    wb.put_cf(db.cf(Cf::Meta), meta_key::CLUSTER_ID, c.to_be_bytes());
+    db.write_synced(wb)?;
+    Ok((m, c))
+}
