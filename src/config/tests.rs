@@ -1,1 +1,204 @@
+use super::*;
 
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+fn env(e: &[(&str, &str)]) -> HashMap<String, String> {
+    e.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn run(a: &[&str], e: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    match parse(&args(a), &env(e))? {
+        Command::Run(c) => Ok(*c),
+        Command::Print(t) => panic!("unexpected print: {t}"),
+    }
+}
+
+#[test]
+fn defaults_match_etcd() {
+    let c = run(&[], &[]).unwrap();
+    assert_eq!(c.name, "default");
+    assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
+    assert_eq!(c.listen_client_urls, vec!["http://localhost:2379"]);
+    assert_eq!(c.max_request_bytes, 1_572_864);
+    assert_eq!(c.max_txn_ops, 128);
+    assert_eq!(c.heartbeat_interval_ms, 100);
+    assert_eq!(c.election_timeout_ms, 1000);
+    assert_eq!(c.snapshot_count, 10_000);
+    assert_eq!(c.log_level, "info");
+    assert_eq!(c.server_config().request_timeout(), Duration::from_secs(7));
+}
+
+#[test]
+fn go_flag_syntax() {
+    let c = run(
+        &[
+            "-name",
+            "n1",
+            "--max-txn-ops=7",
+            "--log-level",
+            "debug",
+            "-quota-backend-bytes=-1",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.name, "n1");
+    assert_eq!(
+        c.data_dir,
+        PathBuf::from("n1.etcd"),
+        "data dir follows the name"
+    );
+    assert_eq!(c.max_txn_ops, 7);
+    assert_eq!(c.log_level, "debug");
+    assert_eq!(c.quota_backend_bytes, -1);
+    assert_eq!(
+        run(&["--max-txn-ops", "0x10"], &[]).unwrap().max_txn_ops,
+        16
+    );
+
+    let e = run(&["--bogus"], &[]).unwrap_err();
+    assert_eq!(
+        (e.message.as_str(), e.exit_code),
+        ("flag provided but not defined: -bogus", 2)
+    );
+    let e = run(&["--name"], &[]).unwrap_err();
+    assert_eq!(e.message, "flag needs an argument: -name");
+    let e = run(&["--max-txn-ops", "lots"], &[]).unwrap_err();
+    assert_eq!(
+        e.message,
+        "invalid value \"lots\" for flag -max-txn-ops: parse error"
+    );
+    let e = run(&["stray"], &[]).unwrap_err();
+    assert_eq!(e.message, "\"stray\" is not a valid flag");
+    assert!(
+        matches!(parse(&args(&["--version"]), &env(&[])), Ok(Command::Print(t)) if t.starts_with("etcd Version: 3."))
+    );
+    assert!(
+        matches!(parse(&args(&["-h"]), &env(&[])), Ok(Command::Print(t)) if t.contains("--max-txn-ops"))
+    );
+}
+
+#[test]
+fn environment_variables_and_conflicts() {
+    let c = run(
+        &[],
+        &[
+            ("ETCD_NAME", "envname"),
+            ("ETCD_SNAPSHOT_COUNT", "5"),
+            ("ETCD_FOO", "x"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.name, "envname");
+    assert_eq!(c.snapshot_count, 5);
+    assert_eq!(
+        c.warnings,
+        vec!["unrecognized environment variable ETCD_FOO=x"]
+    );
+    let e = run(&["--name", "a"], &[("ETCD_NAME", "b")]).unwrap_err();
+    assert!(
+        e.message
+            .starts_with("conflicting environment variable \"ETCD_NAME\" is shadowed")
+    );
+}
+
+#[test]
+fn validation_rules() {
+    let e = run(&["--listen-client-urls", "http://127.0.0.1:1"], &[]).unwrap_err();
+    assert_eq!(
+        e.message,
+        "--advertise-client-urls is required when --listen-client-urls is set explicitly"
+    );
+    assert!(
+        run(
+            &[
+                "--listen-client-urls",
+                "http://127.0.0.1:1",
+                "--advertise-client-urls",
+                "http://127.0.0.1:1"
+            ],
+            &[]
+        )
+        .is_ok()
+    );
+    let e = run(&["--heartbeat-interval", "300"], &[]).unwrap_err();
+    assert_eq!(
+        e.message,
+        "--election-timeout[1000ms] should be at least as 5 times as --heartbeat-interval[300ms]"
+    );
+    let e = run(
+        &[
+            "--election-timeout",
+            "60000",
+            "--heartbeat-interval",
+            "1000",
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.message.contains("is too long"));
+    let e = run(
+        &[
+            "--listen-client-urls",
+            "ftp://x:1",
+            "--advertise-client-urls",
+            "http://x:1",
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.message.starts_with("URL scheme must be"));
+    assert!(run(&["--log-level", "loud"], &[]).is_err());
+}
+
+#[test]
+fn config_file_replaces_flags_and_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etcd.yml");
+    std::fs::write(
+        &path,
+        "name: fromfile\nmax-txn-ops: 64\nlisten-client-urls: http://127.0.0.1:4001\nadvertise-client-urls: http://127.0.0.1:4001\nlog-outputs: [stderr]\nenable-v2: false\n",
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let c = run(
+        &["--config-file", p, "--name", "ignored"],
+        &[("ETCD_MAX_REQUEST_BYTES", "9")],
+    )
+    .unwrap();
+    assert_eq!(c.name, "fromfile");
+    assert_eq!(c.max_txn_ops, 64);
+    assert_eq!(
+        c.max_request_bytes, 1_572_864,
+        "env ignored with a config file"
+    );
+    assert_eq!(c.listen_client_urls, vec!["http://127.0.0.1:4001"]);
+    assert_eq!(c.log_outputs, vec!["stderr"]);
+    assert_eq!(
+        c.warnings.len(),
+        1,
+        "unsupported key reported: {:?}",
+        c.warnings
+    );
+    let c = run(&[], &[("ETCD_CONFIG_FILE", p)]).unwrap();
+    assert_eq!(c.name, "fromfile");
+    std::fs::write(&path, "name: [not, a, string]\n").unwrap();
+    assert!(run(&["--config-file", p], &[]).is_err());
+    assert!(run(&["--config-file", "/nonexistent/etcd.yml"], &[]).is_err());
+}
+
+#[test]
+fn go_integer_syntax() {
+    assert_eq!(parse_uint("10"), Some(10));
+    assert_eq!(parse_uint("0x1f"), Some(31));
+    assert_eq!(parse_uint("017"), Some(15));
+    assert_eq!(parse_uint("1_000"), Some(1000));
+    assert_eq!(parse_uint("-1"), None);
+    assert_eq!(parse_uint(""), None);
+    assert_eq!(parse_int("-9223372036854775808"), Some(i64::MIN));
+    assert_eq!(parse_int("+5"), Some(5));
+}

@@ -107,29 +107,42 @@ fn run(db: Arc<Db>, rx: mpsc::Receiver<i64>, done: watch::Sender<i64>) {
 
 /// Removes everything compaction at `rev` makes invisible. Returns the
 /// number of versions removed.
+///
+/// Walks the `rev` entries up to and including `rev`: every key changed
+/// there may have versions to drop. Entries below `rev` are deleted; those
+/// at `rev` stay, because a watch may still start at `rev`.
 pub fn compact(db: &Db, rev: i64) -> Result<u64> {
     let mut removed = 0u64;
-    let end = key::rev_key(rev, 0);
+    let end = key::rev_key(rev + 1, 0);
+    let keep_from = key::rev_key(rev, 0);
+    let mut resume: Option<Vec<u8>> = None;
     loop {
-        // One chunk: the oldest `rev` entries below `rev`.
         let mut wb = WriteBatch::default();
         let mut keys = HashSet::new();
         let mut n = 0;
         {
             let mut it = db.raw().raw_iterator_cf(db.cf(Cf::Rev));
-            it.seek_to_first();
-            while it.valid() && n < CHUNK_ENTRIES {
-                let (k, v) = match it.item() {
-                    Some(kv) => kv,
-                    None => break,
-                };
+            match &resume {
+                None => it.seek_to_first(),
+                Some(k) => {
+                    it.seek(k);
+                    if it.key() == Some(k.as_slice()) {
+                        it.next();
+                    }
+                }
+            }
+            while n < CHUNK_ENTRIES {
+                let Some((k, v)) = it.item() else { break };
                 if k >= end.as_slice() {
                     break;
                 }
-                wb.delete_cf(db.cf(Cf::Rev), k);
+                if k < keep_from.as_slice() {
+                    wb.delete_cf(db.cf(Cf::Rev), k);
+                }
                 if let Some(uk) = v.get(1..) {
                     keys.insert(uk.to_vec());
                 }
+                resume = Some(k.to_vec());
                 n += 1;
                 it.next();
             }

@@ -1,1 +1,175 @@
+use std::sync::Arc;
 
+use bytes::Bytes;
+use prost::Message as _;
+use raft::prelude::Entry;
+use tokio::sync::watch;
+
+use super::*;
+use crate::mvcc::KvRead as _;
+use crate::proto::etcdserverpb::{CompactionRequest, PutRequest, RangeRequest};
+use crate::storage::{Cf, Db, meta_key};
+
+fn entry(index: u64, id: u64, request: Request) -> Entry {
+    Entry {
+        index,
+        term: 1,
+        data: InternalRaftRequest {
+            id,
+            request: Some(request),
+        }
+        .encode_to_vec()
+        .into(),
+        ..Default::default()
+    }
+}
+
+fn put(k: &str, v: &str) -> Request {
+    Request::Put(PutRequest {
+        key: Bytes::copy_from_slice(k.as_bytes()),
+        value: Bytes::copy_from_slice(v.as_bytes()),
+        ..Default::default()
+    })
+}
+
+struct Fixture {
+    applier: Applier,
+    store: Arc<Store>,
+    wait: Arc<Wait<ApplyResult>>,
+    applied: watch::Receiver<u64>,
+}
+
+fn fixture(db: &Arc<Db>) -> Fixture {
+    let store = Arc::new(Store::open(db.clone()).unwrap());
+    let wait = Arc::new(Wait::default());
+    let applied_index = db
+        .get_u64(Cf::Meta, meta_key::APPLIED_INDEX)
+        .unwrap()
+        .unwrap_or(0);
+    let (tx, applied) = watch::channel(applied_index);
+    let applier = Applier::new(
+        store.clone(),
+        wait.clone(),
+        tx,
+        Arc::new(RaftStatus::default()),
+        Compactor::spawn(db.clone()).unwrap(),
+        applied_index,
+    );
+    Fixture {
+        applier,
+        store,
+        wait,
+        applied,
+    }
+}
+
+fn value(store: &Store, k: &str) -> Option<(Bytes, i64)> {
+    let r = txn::range(
+        &store.read(),
+        &RangeRequest {
+            key: Bytes::copy_from_slice(k.as_bytes()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    r.kvs.first().map(|kv| (kv.value.clone(), kv.version))
+}
+
+#[tokio::test]
+async fn batch_results_reach_their_waiters_and_errors_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let mut f = fixture(&db);
+    let r1 = f.wait.register(11);
+    let r2 = f.wait.register(12);
+    let r3 = f.wait.register(13);
+    let ignore_missing = Request::Put(PutRequest {
+        key: Bytes::from_static(b"missing"),
+        ignore_value: true,
+        ..Default::default()
+    });
+    let empty = Entry {
+        index: 1,
+        term: 1,
+        ..Default::default()
+    };
+    f.applier.apply_entries(&[
+        empty,
+        entry(2, 11, put("a", "1")),
+        entry(3, 12, ignore_missing),
+        entry(4, 13, put("a", "2")),
+        // Proposed by another member or an earlier run: nobody waits.
+        entry(5, 99, put("b", "1")),
+    ]);
+    match r1.await.unwrap() {
+        Ok(Response::Put(p)) => assert_eq!(p.header.unwrap().revision, 2),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r2.await.unwrap(), Err(Error::KeyNotFound));
+    match r3.await.unwrap() {
+        Ok(Response::Put(p)) => assert_eq!(p.header.unwrap().revision, 3),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(*f.applied.borrow(), 5);
+    assert_eq!(f.store.current_rev(), 4);
+    assert_eq!(value(&f.store, "a"), Some((Bytes::from_static(b"2"), 2)));
+}
+
+#[tokio::test]
+async fn replayed_entries_are_not_applied_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let entries = vec![entry(1, 1, put("a", "1")), entry(2, 2, put("a", "2"))];
+    {
+        let mut f = fixture(&db);
+        f.applier.apply_entries(&entries);
+        assert_eq!(f.store.current_rev(), 3);
+        // The same entries again (raft redelivers after a restart): skipped.
+        f.applier.apply_entries(&entries);
+        assert_eq!(f.store.current_rev(), 3);
+    }
+    // A restart reads the applied index written with the data.
+    let mut f = fixture(&db);
+    assert_eq!(*f.applied.borrow(), 2);
+    f.applier
+        .apply_entries(&[entries[1].clone(), entry(3, 3, put("a", "3"))]);
+    assert_eq!(f.store.current_rev(), 4);
+    assert_eq!(value(&f.store, "a"), Some((Bytes::from_static(b"3"), 3)));
+}
+
+#[tokio::test]
+async fn compaction_is_applied_then_scheduled() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let mut f = fixture(&db);
+    let rx = f.wait.register(3);
+    let rx_bad = f.wait.register(4);
+    f.applier.apply_entries(&[
+        entry(1, 1, put("a", "1")),
+        entry(2, 2, put("a", "2")),
+        entry(
+            3,
+            3,
+            Request::Compaction(CompactionRequest {
+                revision: 2,
+                physical: true,
+            }),
+        ),
+        entry(
+            4,
+            4,
+            Request::Compaction(CompactionRequest {
+                revision: 9,
+                physical: false,
+            }),
+        ),
+    ]);
+    match rx.await.unwrap() {
+        Ok(Response::Compact(c)) => assert_eq!(c.header.unwrap().revision, 3),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rx_bad.await.unwrap(), Err(Error::FutureRev));
+    assert_eq!(f.store.read().first_rev(), 2);
+    f.applier.compactor.wait_finished(2).await;
+    assert_eq!(f.applier.compactor.finished_rev(), 2);
+}
