@@ -81,9 +81,16 @@ impl RaftStorage {
     }
 
     /// Initialises an empty log for a new cluster with the given voters.
+    ///
+    /// The log starts at term 1, as etcd's does after its bootstrap entries,
+    /// so the first leader is elected at term 2 like etcd's.
     pub fn bootstrap(db: Arc<Db>, voters: Vec<u64>) -> Result<RaftStorage> {
         let conf_state = ConfState {
             voters,
+            ..Default::default()
+        };
+        let hard_state = HardState {
+            term: 1,
             ..Default::default()
         };
         let mut wb = WriteBatch::default();
@@ -92,10 +99,15 @@ impl RaftStorage {
             CONF_STATE,
             conf_state.write_to_bytes().map_err(Error::internal)?,
         );
+        wb.put_cf(
+            db.cf(Cf::RaftMeta),
+            HARD_STATE,
+            hard_state.write_to_bytes().map_err(Error::internal)?,
+        );
         db.write_synced(wb)?;
         Ok(RaftStorage {
             db,
-            hard_state: HardState::default(),
+            hard_state,
             conf_state,
             truncated_index: 0,
             truncated_term: 0,
