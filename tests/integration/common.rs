@@ -17,6 +17,32 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
+/// Whether a linearizable Range succeeds at `url`. Runs on its own thread
+/// and runtime, so callers may be sync or async.
+pub fn probe(url: String) -> bool {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return false;
+        };
+        rt.block_on(async {
+            let Ok(mut c) = KvClient::connect(url).await else {
+                return false;
+            };
+            c.range(RangeRequest {
+                key: "readiness".into(),
+                ..Default::default()
+            })
+            .await
+            .is_ok()
+        })
+    })
+    .join()
+    .unwrap_or(false)
+}
+
 /// A reference etcd binary, installed by scripts/test. Missing binaries fail
 /// the test: the suite is meant to run against real etcd.
 pub fn reference_etcd(var: &str, fallback: &str) -> PathBuf {
@@ -167,10 +193,6 @@ impl Proc {
 
     fn wait_ready(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
@@ -181,19 +203,7 @@ impl Proc {
                     self.log_tail()
                 );
             }
-            let ok = rt.block_on(async {
-                let Ok(mut c) = KvClient::connect(self.url()).await else {
-                    return false;
-                };
-                c.range(RangeRequest {
-                    key: "readiness".into(),
-                    serializable: false,
-                    ..Default::default()
-                })
-                .await
-                .is_ok()
-            });
-            if ok {
+            if probe(self.url()) {
                 return;
             }
             if Instant::now() > deadline {

@@ -2,4 +2,5 @@
 //! `etcd-client` crate and raw gRPC, side by side with real etcd.
 
 mod common;
+mod differential;
 mod etcdctl;
