@@ -223,10 +223,6 @@ impl Proc {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
-    }
-
     /// Kills the process with SIGKILL: no chance to flush anything.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,6 +1,10 @@
 //! Integration tests: the real `oxcd` binary driven by etcdctl, the
 //! `etcd-client` crate and raw gRPC, side by side with real etcd.
 
+mod bad_input;
+mod client;
 mod common;
+mod crash;
 mod differential;
 mod etcdctl;
+mod server;

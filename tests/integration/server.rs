@@ -1,0 +1,133 @@
+//! The binary as an operator meets it: flags, config file, logs, signals.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{Proc, etcdctl, free_port, probe};
+
+#[test]
+fn version_prints_the_etcd_api_level_and_our_version() {
+    let out = Command::new(env!("CARGO_BIN_EXE_oxcd"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("etcd Version: 3.6.0"));
+    assert_eq!(
+        lines.next(),
+        Some(format!("oxcd Version: {}", env!("CARGO_PKG_VERSION")).as_str())
+    );
+}
+
+#[test]
+fn unknown_flags_and_invalid_values_fail_like_etcd() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_oxcd"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--no-such-flag"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("flag provided but not defined: -no-such-flag"),
+        "{err}"
+    );
+    let (code, err) = run(&["--listen-client-urls", "http://127.0.0.1:1"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--advertise-client-urls is required"), "{err}");
+}
+
+#[test]
+fn logs_are_json_lines_shaped_like_etcds() {
+    let p = Proc::oxcd();
+    let log = std::fs::read_to_string(p.dir.path().join("server.log")).unwrap();
+    let mut ready = false;
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for field in ["level", "ts", "caller", "msg"] {
+            assert!(
+                v.get(field).is_some_and(|f| f.is_string()),
+                "no {field}: {line}"
+            );
+        }
+        let ts = v["ts"].as_str().unwrap();
+        assert!(ts.ends_with('Z') && ts.len() == 27, "timestamp {ts}");
+        ready |= v["msg"] == "ready to serve client requests";
+    }
+    assert!(ready, "no 'ready to serve client requests' line:\n{log}");
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_data_survives() {
+    let mut p = Proc::oxcd();
+    let (ok, out, err) = etcdctl(&p.endpoint(), &["put", "survivor", "yes"], None);
+    assert!(ok, "{out}{err}");
+    p.stop();
+    assert!(!p.is_running());
+    p.start();
+    let (ok, out, _) = etcdctl(
+        &p.endpoint(),
+        &["get", "survivor", "--print-value-only"],
+        None,
+    );
+    assert!(ok);
+    assert_eq!(out, "yes\n");
+}
+
+#[test]
+fn config_file_and_environment_configure_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let cfg = dir.path().join("etcd.conf.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name: filenode\ndata-dir: {}\nlisten-client-urls: {url}\nadvertise-client-urls: {url}\nmax-txn-ops: 2\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxcd"))
+        .env_clear()
+        .env("ETCD_CONFIG_FILE", &cfg)
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..200 {
+        if probe(url.clone()) {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let endpoint = format!("127.0.0.1:{port}");
+    let result = etcdctl(
+        &endpoint,
+        &["txn"],
+        Some("\nput a 1\nput b 2\nput c 3\n\n\n"),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "server from config file did not start");
+    // max-txn-ops from the file applies.
+    assert!(!result.0);
+    assert!(
+        result
+            .2
+            .contains("etcdserver: too many operations in txn request"),
+        "{:?}",
+        result
+    );
+    assert!(dir.path().join("data").join("member").exists());
+}
