@@ -163,6 +163,10 @@ struct Runner {
 impl Runner {
     fn run(&mut self, rx: mpsc::Receiver<RaftMsg>) {
         let mut last_tick = Instant::now();
+        // The initial campaign may already have produced a Ready.
+        if let Err(e) = self.on_ready() {
+            crate::server::apply::fatal("raft storage", &e);
+        }
         loop {
             let wait = self.cfg.tick.saturating_sub(last_tick.elapsed());
             match rx.recv_timeout(wait) {
