@@ -131,3 +131,36 @@ fn config_file_and_environment_configure_the_server() {
     );
     assert!(dir.path().join("data").join("member").exists());
 }
+
+#[test]
+fn raft_log_is_truncated_after_snapshot_count_and_restarts_recover() {
+    let mut p = crate::common::Proc::new(
+        crate::common::Kind::Oxcd,
+        &["--snapshot-count", "50", "--snapshot-catchup-entries", "10"],
+    );
+    for i in 0..200 {
+        let (ok, _, err) = etcdctl(&p.endpoint(), &["put", &format!("k{i:03}"), "v"], None);
+        assert!(ok, "{err}");
+    }
+    p.stop();
+    {
+        let db = oxcd::storage::Db::open(&p.data_dir().join("member").join("db")).unwrap();
+        let log = oxcd::raft::RaftStorage::open(db.clone()).unwrap().unwrap();
+        assert!(
+            log.first_index() > 100,
+            "log not truncated: first index {}",
+            log.first_index()
+        );
+        assert!(log.last_index() >= 200);
+    }
+    p.start();
+    let (ok, out, err) = etcdctl(
+        &p.endpoint(),
+        &["get", "k", "--prefix", "--keys-only", "-w", "json"],
+        None,
+    );
+    assert!(ok, "{err}\n{}", p.log_tail());
+    assert!(out.contains("\"count\":200"), "{out}");
+    let (ok, _, _) = etcdctl(&p.endpoint(), &["put", "after", "restart"], None);
+    assert!(ok);
+}
