@@ -25,6 +25,8 @@ enum Kind {
     Bool,
     /// Comma-separated in flags and env; a YAML list or comma string in the file.
     List,
+    /// Go duration syntax (`10m`, `1.5s`); integer nanoseconds in the file.
+    Duration,
 }
 
 struct FlagDef {
@@ -130,6 +132,18 @@ const FLAGS: &[FlagDef] = &[
         "Number of entries for a slow follower to catch-up after compacting the raft storage entries.",
     ),
     flag(
+        "watch-progress-notify-interval",
+        Kind::Duration,
+        "10m0s",
+        "Duration of periodic watch progress notifications.",
+    ),
+    flag(
+        "experimental-watch-progress-notify-interval",
+        Kind::Duration,
+        "10m0s",
+        "Duration of periodic watch progress notifications. Deprecated in v3.6 and will be decommissioned in v3.7. Use --watch-progress-notify-interval instead.",
+    ),
+    flag(
         "logger",
         Kind::Str,
         "zap",
@@ -212,6 +226,7 @@ pub struct Config {
     pub snapshot_catchup_entries: u64,
     pub log_level: String,
     pub log_outputs: Vec<String>,
+    pub watch_progress_notify_interval: Duration,
     /// Warnings to log once logging is up (e.g. unknown env variables).
     pub warnings: Vec<String>,
 }
@@ -367,6 +382,45 @@ fn parse_int(s: &str) -> Option<i64> {
     }
 }
 
+/// Go's `time.ParseDuration`: a sequence of decimal numbers with optional
+/// fractions and units (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`), e.g. `1h30m`,
+/// `1.5s`; a bare `0` is zero. Negative durations are rejected.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += n * scale;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
 /// Reads a config file into flag-name → raw value (lists joined by commas).
 fn load_file(
     path: &str,
@@ -397,6 +451,7 @@ fn load_file(
         let raw = match (&v, def.kind) {
             (serde_yaml::Value::Null, _) => continue,
             (serde_yaml::Value::String(s), _) => s.clone(),
+            (serde_yaml::Value::Number(n), Kind::Duration) => format!("{n}ns"),
             (serde_yaml::Value::Number(n), _) => n.to_string(),
             (serde_yaml::Value::Bool(b), _) => b.to_string(),
             (serde_yaml::Value::Sequence(items), Kind::List) => items
@@ -441,6 +496,31 @@ fn build(
             .map(str::to_string)
             .collect()
     };
+    let duration = |name: &str| -> Result<Duration, ConfigError> {
+        let v = get(name);
+        parse_duration(&v).ok_or_else(|| {
+            ConfigError::usage(format!("invalid value {v:?} for flag -{name}: parse error"))
+        })
+    };
+    let mut warnings = warnings;
+    let watch_progress_notify_interval = if explicit
+        .contains(&"experimental-watch-progress-notify-interval")
+    {
+        if explicit.contains(&"watch-progress-notify-interval") {
+            return Err(ConfigError::invalid(
+                "cannot set --experimental-watch-progress-notify-interval and --watch-progress-notify-interval at the same time, please use --watch-progress-notify-interval only",
+            ));
+        }
+        warnings.push("--experimental-watch-progress-notify-interval is deprecated in v3.6 and will be decommissioned in v3.7. Use '--watch-progress-notify-interval' instead.".into());
+        duration("experimental-watch-progress-notify-interval")?
+    } else {
+        duration("watch-progress-notify-interval")?
+    };
+    if watch_progress_notify_interval.is_zero() {
+        return Err(ConfigError::invalid(
+            "--watch-progress-notify-interval must be positive",
+        ));
+    }
     let name = get("name");
     let data_dir = match get("data-dir") {
         d if d.is_empty() => PathBuf::from(format!("{name}.etcd")),
@@ -466,6 +546,7 @@ fn build(
         snapshot_catchup_entries: uint("snapshot-catchup-entries")?,
         log_level: get("log-level"),
         log_outputs: list("log-outputs"),
+        watch_progress_notify_interval,
         name,
         data_dir,
         warnings,
@@ -570,6 +651,7 @@ impl Config {
             snapshot_catchup_entries: self.snapshot_catchup_entries,
             max_request_bytes: usize::try_from(self.max_request_bytes).unwrap_or(usize::MAX),
             max_txn_ops: usize::try_from(self.max_txn_ops).unwrap_or(usize::MAX),
+            watch_progress_notify_interval: self.watch_progress_notify_interval,
         }
     }
 }
@@ -581,6 +663,7 @@ pub fn usage() -> String {
     );
     for f in FLAGS {
         let default = match (f.kind, f.default) {
+            (Kind::Duration, d) => format!(" (default {d})"),
             (Kind::Bool, _) | (_, "") => String::new(),
             (_, d) => format!(" (default {d:?})"),
         };

@@ -2,12 +2,13 @@
 //! validates its request, calls [`crate::server::Server`], and fills the
 //! response header (etcd: `server/etcdserver/api/v3rpc`).
 //!
-//! Served so far: `etcdserverpb.KV`. Other services answer `Unimplemented`
-//! (see docs/COMPATIBILITY.md).
+//! Served so far: `etcdserverpb.KV` and `etcdserverpb.Watch`. Other services
+//! answer `Unimplemented` (see docs/COMPATIBILITY.md).
 
 pub mod header;
 pub mod kv;
 pub mod validate;
+pub mod watch;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb::kv_server::KvServer;
+use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::server::Server;
 
 /// gRPC accepts requests up to this much above `--max-request-bytes`, as
@@ -51,12 +53,16 @@ pub async fn serve(
     let kv = KvServer::new(kv::KvService::new(server.clone()))
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
+    let watch = WatchServer::new(watch::WatchService::new(server.clone()))
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX);
     let mut tasks = tokio::task::JoinSet::new();
     for (url, listener) in listeners {
         let router = tonic::transport::Server::builder()
             .max_concurrent_streams(u32::MAX)
             .layer(tower_layer::layer_fn(GrpcLimitStatus))
-            .add_service(kv.clone());
+            .add_service(kv.clone())
+            .add_service(watch.clone());
         let shutdown = shutdown.clone();
         tracing::info!(address = %url, "serving client traffic insecurely; this is strongly discouraged!");
         tasks.spawn(async move {

@@ -202,3 +202,43 @@ fn go_integer_syntax() {
     assert_eq!(parse_int("-9223372036854775808"), Some(i64::MIN));
     assert_eq!(parse_int("+5"), Some(5));
 }
+
+#[test]
+fn go_durations_and_the_progress_interval_flags() {
+    assert_eq!(parse_duration("10m0s"), Some(Duration::from_secs(600)));
+    assert_eq!(
+        parse_duration("1h2m3.5s"),
+        Some(Duration::from_millis(3_723_500))
+    );
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+    assert_eq!(parse_duration("5"), None);
+    assert_eq!(parse_duration("-1s"), None);
+    assert_eq!(parse_duration("1x"), None);
+    assert_eq!(
+        run(&[], &[]).unwrap().watch_progress_notify_interval,
+        Duration::from_secs(600)
+    );
+    let c = run(&["--watch-progress-notify-interval", "5s"], &[]).unwrap();
+    assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(5));
+    let c = run(&["--experimental-watch-progress-notify-interval=2s"], &[]).unwrap();
+    assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(2));
+    assert!(c.warnings[0].contains("deprecated"));
+    let e = run(
+        &[
+            "--experimental-watch-progress-notify-interval=2s",
+            "--watch-progress-notify-interval=3s",
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.message.starts_with("cannot set --experimental-watch-progress-notify-interval and --watch-progress-notify-interval at the same time"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yml");
+    std::fs::write(&path, "watch-progress-notify-interval: 1500000000\n").unwrap();
+    let c = run(&["--config-file", path.to_str().unwrap()], &[]).unwrap();
+    assert_eq!(
+        c.watch_progress_notify_interval,
+        Duration::from_millis(1500)
+    );
+}

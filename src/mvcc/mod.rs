@@ -21,6 +21,7 @@ pub mod compact;
 pub mod cursor;
 pub mod key;
 pub mod record;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,7 +31,8 @@ use bytes::Bytes;
 use rocksdb::{ReadOptions, WriteBatch};
 
 use crate::error::{Error, Result};
-use crate::proto::mvccpb::KeyValue;
+use crate::proto::mvccpb::event::EventType;
+use crate::proto::mvccpb::{Event, KeyValue};
 use crate::storage::{Cf, Db, meta_key};
 use cursor::{Cursor, DbCursor, MergedCursor};
 use record::Record;
@@ -163,13 +165,23 @@ impl Store {
             rev_dirty: false,
             compaction: None,
             applied: None,
+            events: Vec::new(),
         }
     }
 
     /// Writes a batch (unsynced: the raft log is the durability point) and
-    /// publishes its revisions to readers. Returns the compaction the batch
-    /// scheduled, if any.
-    pub fn commit(&self, mut batch: Batch) -> Result<Option<i64>> {
+    /// publishes its revisions to readers.
+    pub fn commit(&self, batch: Batch) -> Result<Committed> {
+        let c = self.write(batch)?;
+        self.publish(&c);
+        Ok(c)
+    }
+
+    /// Writes a batch without making its revision visible to readers yet;
+    /// [`Store::publish`] does that (the applier publishes watch events in
+    /// between, so no reader can learn of a revision watchers haven't been
+    /// sent).
+    pub fn write(&self, mut batch: Batch) -> Result<Committed> {
         let meta = self.db.cf(Cf::Meta);
         if batch.rev_dirty {
             batch.wb.put_cf(
@@ -192,10 +204,31 @@ impl Store {
                 .put_cf(meta, meta_key::APPLIED_TERM, term.to_be_bytes());
         }
         self.db.write(batch.wb)?;
-        self.current_rev.store(batch.current_rev, Ordering::Release);
-        self.compact_rev.store(batch.compact_rev, Ordering::Release);
-        Ok(batch.compaction)
+        Ok(Committed {
+            events: batch.events,
+            rev: batch.current_rev,
+            compact_rev: batch.compact_rev,
+            compaction: batch.compaction,
+        })
     }
+
+    /// Makes a written batch's revisions visible to readers.
+    pub fn publish(&self, c: &Committed) {
+        self.current_rev.store(c.rev, Ordering::Release);
+        self.compact_rev.store(c.compact_rev, Ordering::Release);
+    }
+}
+
+/// A written batch.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// Every change, in revision and sub-revision order.
+    pub events: Vec<Event>,
+    /// The store revision after the batch.
+    pub rev: i64,
+    pub compact_rev: i64,
+    /// The compaction the batch scheduled, if any.
+    pub compaction: Option<i64>,
 }
 
 /// Checks a requested revision against a view, as etcd's `rangeKeys` does,
@@ -406,6 +439,8 @@ pub struct Batch {
     rev_dirty: bool,
     compaction: Option<i64>,
     applied: Option<(u64, u64)>,
+    /// Every change of the batch, in revision and sub-revision order.
+    events: Vec<Event>,
 }
 
 impl Batch {
@@ -449,16 +484,33 @@ impl Batch {
     }
 }
 
+fn event(kind: EventType, kv: KeyValue) -> Event {
+    Event {
+        r#type: kind as i32,
+        kv: Some(kv),
+        prev_kv: None,
+    }
+}
+
 /// One request's writes inside a batch: every change gets revision
 /// `begin_rev + 1` and the next sub-revision (etcd's `storeTxnWrite`).
 pub struct WriteTxn<'a> {
     db: &'a Db,
     batch: &'a mut Batch,
     begin_rev: i64,
-    /// This transaction's changes, in order: (`kv` key, record, `rev` value).
-    /// Already visible to its own reads through the batch overlay; added to
-    /// the batch's RocksDB write only by `end`.
-    pending: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+    /// This transaction's changes, in order. Already visible to its own
+    /// reads through the batch overlay; added to the batch's RocksDB write
+    /// (and its events) only by `end`.
+    pending: Vec<Pending>,
+}
+
+/// One change of a write transaction.
+struct Pending {
+    /// The `kv` CF key and record.
+    version_key: Vec<u8>,
+    record: Vec<u8>,
+    /// The event watchers will see.
+    event: Event,
 }
 
 impl WriteTxn<'_> {
@@ -478,7 +530,7 @@ impl WriteTxn<'_> {
     }
 
     /// Writes a new version of `key`; returns the new revision.
-    pub fn put(&mut self, k: &[u8], value: &[u8], lease: i64) -> Result<i64> {
+    pub fn put(&mut self, k: &Bytes, value: &Bytes, lease: i64) -> Result<i64> {
         let rev = self.begin_rev + 1;
         let (create_rev, version) = {
             let mut c = self.cursor();
@@ -497,7 +549,15 @@ impl WriteTxn<'_> {
             found
         };
         let rec = record::encode_put(create_rev, version + 1, lease, value);
-        self.write(k, rev, rec, EVENT_PUT);
+        let kv = KeyValue {
+            key: k.clone(),
+            create_revision: create_rev,
+            mod_revision: rev,
+            version: version + 1,
+            value: value.clone(),
+            lease,
+        };
+        self.write(rev, rec, event(EventType::Put, kv));
         Ok(rev)
     }
 
@@ -509,13 +569,22 @@ impl WriteTxn<'_> {
         {
             let mut c = self.cursor();
             scan(&mut c, range, at, |k, _, _| {
-                keys.push(k.to_vec());
+                keys.push(Bytes::copy_from_slice(k));
                 Ok(true)
             })?;
         }
         let rev = self.begin_rev + 1;
-        for k in &keys {
-            self.write(k, rev, record::encode_tombstone(), EVENT_DELETE);
+        for k in keys.iter() {
+            let kv = KeyValue {
+                key: k.clone(),
+                mod_revision: rev,
+                ..Default::default()
+            };
+            self.write(
+                rev,
+                record::encode_tombstone(),
+                event(EventType::Delete, kv),
+            );
         }
         let n = keys.len() as i64;
         if n != 0 || self.changed() {
@@ -525,13 +594,21 @@ impl WriteTxn<'_> {
         }
     }
 
-    fn write(&mut self, k: &[u8], rev: i64, rec: Vec<u8>, kind: u8) {
-        let vk = key::version_key(k, rev);
-        let mut rv = Vec::with_capacity(1 + k.len());
-        rv.push(kind);
-        rv.extend_from_slice(k);
-        self.batch.overlay.insert(vk.clone(), rec.clone());
-        self.pending.push((vk, rec, rv));
+    fn write(&mut self, rev: i64, record: Vec<u8>, event: Event) {
+        let key = event
+            .kv
+            .as_ref()
+            .map(|kv| kv.key.as_ref())
+            .unwrap_or_default();
+        let version_key = key::version_key(key, rev);
+        self.batch
+            .overlay
+            .insert(version_key.clone(), record.clone());
+        self.pending.push(Pending {
+            version_key,
+            record,
+            event,
+        });
     }
 
     /// Keeps the transaction's changes: if there are any, the batch moves to
@@ -542,11 +619,20 @@ impl WriteTxn<'_> {
         }
         let rev = self.begin_rev + 1;
         let (kv, revcf) = (self.db.cf(Cf::Kv), self.db.cf(Cf::Rev));
-        for (sub, (vk, rec, rv)) in self.pending.into_iter().enumerate() {
-            self.batch.wb.put_cf(kv, &vk, &rec);
+        for (sub, p) in self.pending.into_iter().enumerate() {
+            self.batch.wb.put_cf(kv, &p.version_key, &p.record);
+            let (kind, key) = match &p.event.kv {
+                Some(kv) if p.event.r#type == EventType::Delete as i32 => (EVENT_DELETE, &kv.key),
+                Some(kv) => (EVENT_PUT, &kv.key),
+                None => continue,
+            };
+            let mut rv = Vec::with_capacity(1 + key.len());
+            rv.push(kind);
+            rv.extend_from_slice(key);
             self.batch
                 .wb
                 .put_cf(revcf, key::rev_key(rev, sub as i64), rv);
+            self.batch.events.push(p.event);
         }
         self.batch.current_rev = rev;
         self.batch.rev_dirty = true;
@@ -554,8 +640,8 @@ impl WriteTxn<'_> {
 
     /// Drops the transaction's changes.
     pub fn abort(self) {
-        for (vk, _, _) in &self.pending {
-            self.batch.overlay.remove(vk);
+        for p in &self.pending {
+            self.batch.overlay.remove(&p.version_key);
         }
     }
 }

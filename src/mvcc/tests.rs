@@ -3,6 +3,10 @@ use std::sync::Arc;
 use super::*;
 use crate::storage::Db;
 
+fn bs(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
 struct T {
     _dir: tempfile::TempDir,
     db: Arc<Db>,
@@ -24,7 +28,7 @@ impl T {
     fn put(&self, k: &str, v: &str) -> i64 {
         let mut b = self.store.begin_batch();
         let mut t = b.txn(&self.db);
-        let rev = t.put(k.as_bytes(), v.as_bytes(), 0).unwrap();
+        let rev = t.put(&bs(k), &bs(v), 0).unwrap();
         t.end();
         self.store.commit(b).unwrap();
         rev
@@ -187,8 +191,8 @@ fn a_batch_reads_its_own_writes_and_aborts_cleanly() {
     let mut b = t.store.begin_batch();
     {
         let mut w = b.txn(&t.db);
-        w.put(b"k", b"1", 0).unwrap();
-        w.put(b"j", b"1", 0).unwrap();
+        w.put(&bs("k"), &bs("1"), 0).unwrap();
+        w.put(&bs("j"), &bs("1"), 0).unwrap();
         // Same revision for every change of one transaction.
         assert_eq!(w.rev(), 2);
         let r = w
@@ -199,7 +203,7 @@ fn a_batch_reads_its_own_writes_and_aborts_cleanly() {
     }
     {
         let mut w = b.txn(&t.db);
-        assert_eq!(w.put(b"k", b"2", 0).unwrap(), 3);
+        assert_eq!(w.put(&bs("k"), &bs("2"), 0).unwrap(), 3);
         let r = w.range(KeyRange::Key(b"k"), &Default::default()).unwrap();
         assert_eq!(r.kvs[0].version, 2);
         assert_eq!(r.kvs[0].create_revision, 2);
@@ -213,7 +217,7 @@ fn a_batch_reads_its_own_writes_and_aborts_cleanly() {
     }
     // Nothing is visible to readers before the commit.
     assert_eq!(t.keys("k", "", 0), vec![]);
-    assert_eq!(t.store.commit(b).unwrap(), None);
+    assert_eq!(t.store.commit(b).unwrap().compaction, None);
     assert_eq!(t.keys("k", "", 0), vec![kv("k", "1", 2, 2, 1)]);
     assert_eq!(t.store.current_rev(), 2);
 }
@@ -233,7 +237,7 @@ fn compaction_hides_old_revisions_and_removes_only_invisible_versions() {
     assert_eq!(b.compact(8), Err(Error::FutureRev));
     b.compact(4).unwrap();
     assert_eq!(b.compact(4), Err(Error::Compacted));
-    assert_eq!(t.store.commit(b).unwrap(), Some(4));
+    assert_eq!(t.store.commit(b).unwrap().compaction, Some(4));
     assert_eq!(t.store.compact_rev(), 4);
     let old = t.range(
         "a",
@@ -293,7 +297,7 @@ fn revisions_survive_reopen() {
         let store = Store::open(db.clone()).unwrap();
         let mut b = store.begin_batch();
         let mut w = b.txn(&db);
-        w.put(b"a", b"1", 0).unwrap();
+        w.put(&bs("a"), &bs("1"), 0).unwrap();
         w.end();
         b.set_applied(9, 1);
         store.commit(b).unwrap();

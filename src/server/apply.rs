@@ -28,6 +28,7 @@ use super::txn;
 use super::wait::Wait;
 use crate::error::{Error, Result};
 use crate::mvcc::compact::Compactor;
+use crate::mvcc::watch::WatchHub;
 use crate::mvcc::{Batch, Store};
 use crate::proto::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse,
@@ -65,24 +66,30 @@ pub struct Applier {
     applied_tx: watch::Sender<u64>,
     status: Arc<RaftStatus>,
     compactor: Compactor,
+    hub: Arc<WatchHub>,
     applied: u64,
 }
 
+/// What the applier works with.
+pub struct ApplierDeps {
+    pub store: Arc<Store>,
+    pub wait: Arc<Wait<ApplyResult>>,
+    pub applied_tx: watch::Sender<u64>,
+    pub status: Arc<RaftStatus>,
+    pub compactor: Compactor,
+    pub hub: Arc<WatchHub>,
+}
+
 impl Applier {
-    pub fn new(
-        store: Arc<Store>,
-        wait: Arc<Wait<ApplyResult>>,
-        applied_tx: watch::Sender<u64>,
-        status: Arc<RaftStatus>,
-        compactor: Compactor,
-        applied: u64,
-    ) -> Applier {
+    /// An applier that resumes after raft index `applied`.
+    pub fn new(d: ApplierDeps, applied: u64) -> Applier {
         Applier {
-            store,
-            wait,
-            applied_tx,
-            status,
-            compactor,
+            store: d.store,
+            wait: d.wait,
+            applied_tx: d.applied_tx,
+            status: d.status,
+            compactor: d.compactor,
+            hub: d.hub,
             applied,
         }
     }
@@ -115,7 +122,7 @@ impl Applier {
                 continue;
             }
             if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
-                let req = match InternalRaftRequest::decode(e.data.as_ref()) {
+                let req = match InternalRaftRequest::decode(e.data.clone()) {
                     Ok(r) => r,
                     Err(err) => fatal(&format!("undecodable raft entry {}", e.index), &err),
                 };
@@ -133,12 +140,16 @@ impl Applier {
             return;
         };
         batch.set_applied(index, term);
-        let compaction = match self.store.commit(batch) {
+        let committed = match self.store.write(batch) {
             Ok(c) => c,
             Err(err) => fatal("writing applied entries", &err),
         };
+        // Watchers first, then readers: no client can learn of a revision
+        // before watchers have been handed its events.
+        self.hub.notify(&committed.events, committed.rev);
+        self.store.publish(&committed);
         self.applied = index;
-        if let Some(rev) = compaction {
+        if let Some(rev) = committed.compaction {
             self.compactor.schedule(rev);
         }
         for (id, result) in results {

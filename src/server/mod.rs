@@ -27,6 +27,7 @@ use crate::cluster;
 use crate::error::{Error, Result};
 use crate::log::raft_logger;
 use crate::mvcc::compact::Compactor;
+use crate::mvcc::watch::WatchHub;
 use crate::mvcc::{KvRead, Store};
 use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
@@ -35,7 +36,7 @@ use crate::proto::etcdserverpb::{
 use crate::proto::oxcdpb::{InternalRaftRequest, internal_raft_request::Request};
 use crate::raft::{self as consensus, NodeConfig, RaftHandle, RaftStorage};
 use crate::storage::{Db, meta_key};
-use apply::{Applier, ApplyResult, Response};
+use apply::{Applier, ApplierDeps, ApplyResult, Response};
 use wait::{IdGenerator, Wait};
 
 /// Proposals are refused while the applier lags the commit index by more
@@ -55,6 +56,7 @@ pub struct ServerConfig {
     pub snapshot_catchup_entries: u64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    pub watch_progress_notify_interval: Duration,
 }
 
 impl ServerConfig {
@@ -73,6 +75,7 @@ pub struct Server {
     ids: IdGenerator,
     read: read::ReadBarrier,
     compactor: Compactor,
+    hub: Arc<WatchHub>,
     applied: watch::Receiver<u64>,
     member_id: u64,
     cluster_id: u64,
@@ -124,12 +127,16 @@ impl Server {
         let on_dropped = Box::new(move |id| dropped_wait.trigger(id, Err(Error::ProposalDropped)));
         let (raft, _raft_thread) =
             consensus::node::spawn(node_cfg, storage, apply_tx, on_dropped, raft_logger())?;
+        let hub = WatchHub::start(store.clone(), cfg.watch_progress_notify_interval)?;
         let applier = Applier::new(
-            store.clone(),
-            wait.clone(),
-            applied_tx,
-            raft.status.clone(),
-            compactor.clone(),
+            ApplierDeps {
+                store: store.clone(),
+                wait: wait.clone(),
+                applied_tx,
+                status: raft.status.clone(),
+                compactor: compactor.clone(),
+                hub: hub.clone(),
+            },
             applied,
         );
         applier.spawn(apply_rx)?;
@@ -143,6 +150,7 @@ impl Server {
             wait,
             read,
             compactor,
+            hub,
             applied: applied_rx,
             member_id,
             cluster_id,
@@ -171,6 +179,27 @@ impl Server {
 
     pub fn config(&self) -> &ServerConfig {
         &self.cfg
+    }
+
+    /// The watch hub.
+    pub fn watch_hub(&self) -> &Arc<WatchHub> {
+        &self.hub
+    }
+
+    /// Whether a leader is known (for `hasleader` metadata).
+    pub fn has_leader(&self) -> bool {
+        self.raft.status.leader.load(Ordering::Acquire) != 0
+    }
+
+    /// The version of `key` at revision `rev`, if readable (for watch
+    /// events' `prev_kv`).
+    pub fn kv_at(&self, key: &bytes::Bytes, rev: i64) -> Option<crate::proto::mvccpb::KeyValue> {
+        let r = RangeRequest {
+            key: key.clone(),
+            revision: rev,
+            ..Default::default()
+        };
+        self.range_local(&r).ok()?.kvs.into_iter().next()
     }
 
     pub fn member_id(&self) -> u64 {

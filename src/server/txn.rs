@@ -8,6 +8,8 @@
 
 use std::cmp::Ordering;
 
+use bytes::Bytes;
+
 use crate::error::{Error, Result};
 use crate::mvcc::{KeyRange, KvRead, RangeOptions, RangeResult, WriteTxn};
 use crate::proto::etcdserverpb::{
@@ -165,7 +167,7 @@ fn check_range(rv: &impl KvRead, r: &RangeRequest) -> Result<()> {
 /// Reads and writes a transaction can perform. Read views implement the
 /// write half by refusing; they only ever run read-only transactions.
 pub trait TxnView: KvRead {
-    fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<i64>;
+    fn put(&mut self, key: &Bytes, value: &Bytes, lease: i64) -> Result<i64>;
     fn delete_range(&mut self, range: KeyRange<'_>) -> Result<(i64, i64)>;
     /// The revision the transaction started from.
     fn begin_rev(&self) -> i64;
@@ -174,7 +176,7 @@ pub trait TxnView: KvRead {
 }
 
 impl TxnView for WriteTxn<'_> {
-    fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<i64> {
+    fn put(&mut self, key: &Bytes, value: &Bytes, lease: i64) -> Result<i64> {
         WriteTxn::put(self, key, value, lease)
     }
     fn delete_range(&mut self, range: KeyRange<'_>) -> Result<(i64, i64)> {
@@ -204,7 +206,7 @@ impl<R: KvRead> KvRead for ReadOnly<'_, R> {
 }
 
 impl<R: KvRead> TxnView for ReadOnly<'_, R> {
-    fn put(&mut self, _: &[u8], _: &[u8], _: i64) -> Result<i64> {
+    fn put(&mut self, _: &Bytes, _: &Bytes, _: i64) -> Result<i64> {
         Err(Error::internal("write in a read-only transaction"))
     }
     fn delete_range(&mut self, _: KeyRange<'_>) -> Result<(i64, i64)> {

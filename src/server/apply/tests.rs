@@ -48,11 +48,14 @@ fn fixture(db: &Arc<Db>) -> Fixture {
         .unwrap_or(0);
     let (tx, applied) = watch::channel(applied_index);
     let applier = Applier::new(
-        store.clone(),
-        wait.clone(),
-        tx,
-        Arc::new(RaftStatus::default()),
-        Compactor::spawn(db.clone()).unwrap(),
+        ApplierDeps {
+            store: store.clone(),
+            wait: wait.clone(),
+            applied_tx: tx,
+            status: Arc::new(RaftStatus::default()),
+            compactor: Compactor::spawn(db.clone()).unwrap(),
+            hub: WatchHub::start(store.clone(), std::time::Duration::from_secs(600)).unwrap(),
+        },
         applied_index,
     );
     Fixture {
