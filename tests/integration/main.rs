@@ -8,3 +8,4 @@ mod crash;
 mod differential;
 mod etcdctl;
 mod server;
+mod watch;
