@@ -155,6 +155,20 @@ impl Store {
         }
     }
 
+    /// A read view at revision `rev`, which must already be written (as
+    /// every revision handed to the watch hub is, even before it is
+    /// published to readers).
+    pub fn read_written(&self, rev: i64) -> ReadView<'_> {
+        let snapshot = self.db.raw().snapshot();
+        let compact_rev = self.compact_rev();
+        ReadView {
+            db: &self.db,
+            snapshot,
+            rev,
+            compact_rev,
+        }
+    }
+
     /// Starts an apply batch at the current revision.
     pub fn begin_batch(&self) -> Batch {
         Batch {

@@ -192,14 +192,16 @@ impl Server {
     }
 
     /// The version of `key` at revision `rev`, if readable (for watch
-    /// events' `prev_kv`).
-    pub fn kv_at(&self, key: &bytes::Bytes, rev: i64) -> Option<crate::proto::mvccpb::KeyValue> {
-        let r = RangeRequest {
-            key: key.clone(),
-            revision: rev,
-            ..Default::default()
-        };
-        self.range_local(&r).ok()?.kvs.into_iter().next()
+    /// events' `prev_kv`). `rev` may be newer than what readers see yet:
+    /// watchers get events before readers get the revision.
+    pub fn kv_at(&self, key: &[u8], rev: i64) -> Option<crate::proto::mvccpb::KeyValue> {
+        let opts = crate::mvcc::RangeOptions::default();
+        let view = self.store.read_written(rev);
+        view.range(crate::mvcc::KeyRange::Key(key), &opts)
+            .ok()?
+            .kvs
+            .into_iter()
+            .next()
     }
 
     pub fn member_id(&self) -> u64 {

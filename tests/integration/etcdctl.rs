@@ -243,3 +243,111 @@ fn etcdctl_35_gives_the_same_output_as_etcd_35() {
     let etcdctl = etcd.with_file_name("etcdctl");
     compare_with(etcd, etcdctl);
 }
+
+/// Runs `etcdctl watch <args>` in the background while `writes` run, then
+/// stops it and returns what it printed. `lines` are typed into its stdin
+/// (for `-i`), one before the writes and the rest after.
+fn watch_transcript(
+    etcdctl: &Path,
+    endpoint: &str,
+    args: &[&str],
+    lines: &[&str],
+    writes: &[&[&str]],
+) -> String {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+    let mut child = Command::new(etcdctl)
+        .env_clear()
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("watch")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn etcdctl watch");
+    let mut stdin = child.stdin.take().expect("stdin");
+    if let Some(first) = lines.first() {
+        writeln!(stdin, "{first}").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    for w in writes {
+        let (ok, _, err) = run_etcdctl(etcdctl, endpoint, w, None);
+        assert!(ok, "{w:?}: {err}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for l in lines.iter().skip(1) {
+        writeln!(stdin, "{l}").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("watch output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn compare_watch(reference: PathBuf, etcdctl: PathBuf, interactive: bool) {
+    let etcd = Proc::etcd(reference);
+    let oxcd = Proc::oxcd_twin_of(&etcd);
+    let writes: &[&[&str]] = &[
+        &["put", "foo", "1"],
+        &["put", "foo/bar", "2"],
+        &["put", "foo", "3"],
+        &["del", "foo"],
+        &["put", "other", "x"],
+        &["txn"],
+    ];
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = if interactive {
+        vec![(
+            vec!["-i"],
+            vec![
+                "watch foo --prefix --prev-kv",
+                "progress",
+                "watch foo --rev 2",
+            ],
+        )]
+    } else {
+        vec![
+            (vec!["foo"], vec![]),
+            (vec!["foo", "--prefix"], vec![]),
+            (vec!["foo", "--prefix", "--prev-kv"], vec![]),
+            (vec!["foo", "--rev", "1", "--prefix"], vec![]),
+            (vec!["foo", "foo0"], vec![]),
+            (vec!["foo", "--prefix", "-w", "json"], vec![]),
+        ]
+    };
+    for (args, lines) in cases {
+        let run = |p: &Proc| {
+            // Each case starts from the same state: the servers are fresh
+            // per comparison, and writes only add revisions.
+            watch_transcript(&etcdctl, &p.endpoint(), &args, &lines, &writes[..5])
+        };
+        let want = run(&etcd);
+        let got = run(&oxcd);
+        let normalize = |s: &str| {
+            // JSON output carries no timestamps; nothing to drop.
+            s.to_string()
+        };
+        assert_eq!(
+            normalize(&got),
+            normalize(&want),
+            "etcdctl watch {args:?} {lines:?} differs from {}",
+            etcd.name()
+        );
+        assert!(!want.is_empty(), "etcdctl watch {args:?} printed nothing");
+    }
+}
+
+#[test]
+fn etcdctl_watch_matches_etcd_34() {
+    compare_watch(common::etcd34(), common::etcdctl_bin(), false);
+}
+
+#[test]
+fn etcdctl_watch_matches_etcd_35() {
+    let etcd = common::etcd35();
+    let etcdctl = etcd.with_file_name("etcdctl");
+    compare_watch(etcd.clone(), etcdctl.clone(), false);
+    compare_watch(etcd, etcdctl, true);
+}

@@ -9,3 +9,4 @@ mod differential;
 mod etcdctl;
 mod server;
 mod watch;
+mod watch_checker;
