@@ -265,6 +265,9 @@ fn expected_events(history: &BTreeMap<i64, Vec<Change>>) -> Vec<Ev> {
     out
 }
 
+/// An event as received: (response index, event, prev_kv (value, mod revision)).
+type Received = (usize, Ev, Option<(String, i64)>);
+
 fn in_range(req: &WatchCreateRequest, k: &str) -> bool {
     let k = k.as_bytes();
     let start: &[u8] = if req.key.is_empty() { b"\0" } else { &req.key };
@@ -390,7 +393,7 @@ async fn watch_guarantees_hold_under_concurrent_writes_and_compaction() {
         let mut specs = log.specs.iter();
         let mut created_rev = HashMap::new();
         let mut created_at = HashMap::new();
-        let mut got: HashMap<i64, Vec<(usize, Ev, Option<(String, i64)>)>> = HashMap::new();
+        let mut got: HashMap<i64, Vec<Received>> = HashMap::new();
         let mut cancel: HashMap<i64, i64> = HashMap::new();
         let mut progress: Vec<(usize, i64, i64)> = Vec::new(); // (index, watch id, revision)
         for (i, r) in log.responses.iter().enumerate() {
