@@ -18,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Keys and values arrive as slices of the request buffer; Bytes
         // keeps them shared instead of copied on the way to the log.
         .bytes(".")
+        // Small per-stream buffers (see src/codec.rs).
+        .codec_path("crate::codec::EtcdCodec")
         .compile_protos(
             &[
                 "proto/etcdserverpb/rpc.proto",

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod log;

@@ -120,9 +120,9 @@ fn finish(server: &Server, msg: WatchMsg) -> Vec<WatchResponse> {
     fill_without_revision(server, &mut resp.header);
     let limit = server.config().max_request_bytes + super::GRPC_OVERHEAD_BYTES;
     if !fragment || resp.events.len() < 2 || resp.encoded_len() < limit {
-        return vec![resp];
+        return vec![*resp];
     }
-    fragments(resp, limit)
+    fragments(*resp, limit)
 }
 
 /// Splits a response into pieces under `limit` bytes (each holding at least

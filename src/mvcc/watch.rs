@@ -26,8 +26,7 @@
 //! its `created` reply goes out before any of its events (it stays unsynced,
 //! and so receives nothing, until the reply is queued).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::Bound;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -65,31 +64,66 @@ const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// still do to it.
 #[derive(Debug)]
 pub struct WatchMsg {
-    pub resp: WatchResponse,
+    /// Boxed: a stream's channel reserves slots in blocks, and idle
+    /// streams should not hold room for full responses.
+    pub resp: Box<WatchResponse>,
     /// Attach each non-create event's previous key-value.
     pub prev_kv: bool,
     /// Split the response if it is too large.
     pub fragment: bool,
 }
 
-/// Which keys a watcher covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum WatchRange {
-    Key(Bytes),
-    /// `[start, end)`; `None` = every key `>= start`.
-    Range {
-        start: Bytes,
-        end: Option<Bytes>,
-    },
+/// Index of a watcher in the hub's slot table.
+type Slot = u32;
+/// No slot (end of a chain).
+const NIL: Slot = u32::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RangeKind {
+    /// Exactly `start`.
+    Key,
+    /// `[start, end)`.
+    Range,
+    /// Every key `>= start`.
+    FromKey,
 }
 
-impl WatchRange {
+/// Which keys a watcher covers: start and end in one allocation (watchers
+/// are many; each byte per watcher counts).
+#[derive(Debug, Clone)]
+struct Keys {
+    bytes: Box<[u8]>,
+    split: u32,
+    kind: RangeKind,
+}
+
+impl Keys {
+    fn new(start: &[u8], end: Option<&[u8]>, kind: RangeKind) -> Keys {
+        let mut v = Vec::with_capacity(start.len() + end.map_or(0, <[u8]>::len));
+        v.extend_from_slice(start);
+        if let Some(e) = end {
+            v.extend_from_slice(e);
+        }
+        Keys {
+            split: start.len() as u32,
+            bytes: v.into_boxed_slice(),
+            kind,
+        }
+    }
+
+    fn start(&self) -> &[u8] {
+        &self.bytes[..self.split as usize]
+    }
+
+    fn end(&self) -> &[u8] {
+        &self.bytes[self.split as usize..]
+    }
+
     fn contains(&self, k: &[u8]) -> bool {
-        match self {
-            WatchRange::Key(key) => key.as_ref() == k,
-            WatchRange::Range { start, end } => {
-                k >= start.as_ref() && end.as_ref().is_none_or(|e| k < e.as_ref())
-            }
+        match self.kind {
+            RangeKind::Key => k == self.start(),
+            RangeKind::FromKey => k >= self.start(),
+            RangeKind::Range => k >= self.start() && k < self.end(),
         }
     }
 }
@@ -104,32 +138,42 @@ enum WState {
     Unsynced,
 }
 
+const NO_PUT: u8 = 1;
+const NO_DELETE: u8 = 2;
+const PREV_KV: u8 = 4;
+const FRAGMENT: u8 = 8;
+const PROGRESS_NOTIFY: u8 = 16;
+/// Events were sent since the last progress tick.
+const SENT_SINCE_TICK: u8 = 32;
+
 #[derive(Debug)]
 struct Watcher {
-    stream: u64,
     id: WatchId,
-    range: WatchRange,
-    no_put: bool,
-    no_delete: bool,
-    prev_kv: bool,
-    fragment: bool,
-    progress_notify: bool,
     /// The smallest revision not yet sent (for synced watchers: at most
     /// `notified + 1`, or a future start revision).
     next_rev: i64,
-    state: WState,
-    /// Whether events were sent since the last progress tick.
-    sent_since_tick: bool,
+    keys: Keys,
+    stream: u32,
     /// Distinguishes reuses of one slot.
-    generation: u64,
+    generation: u32,
+    /// Neighbours in the chain of synced single-key watchers whose keys
+    /// share a hash.
+    prev: Slot,
+    next: Slot,
+    flags: u8,
+    state: WState,
 }
 
 impl Watcher {
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
     fn wants(&self, e: &Event) -> bool {
         if e.r#type == EventType::Put as i32 {
-            !self.no_put
+            !self.has(NO_PUT)
         } else {
-            !self.no_delete
+            !self.has(NO_DELETE)
         }
     }
 
@@ -146,62 +190,39 @@ fn event_key(e: &Event) -> &[u8] {
     e.kv.as_ref().map_or(&[], |kv| kv.key.as_ref())
 }
 
-/// Synced watchers by the keys they cover.
+/// 64-bit FNV-1a: hashes keys for the single-key index.
+fn key_hash(k: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in k {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Hasher for keys that already are hashes.
 #[derive(Default)]
-struct Index {
-    keys: HashMap<Bytes, Vec<usize>>,
-    /// (start, slot) → end.
-    ranges: BTreeMap<(Bytes, usize), Option<Bytes>>,
-}
+struct Prehashed(u64);
 
-impl Index {
-    fn insert(&mut self, slot: usize, r: &WatchRange) {
-        match r {
-            WatchRange::Key(k) => self.keys.entry(k.clone()).or_default().push(slot),
-            WatchRange::Range { start, end } => {
-                self.ranges.insert((start.clone(), slot), end.clone());
-            }
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
         }
     }
-
-    fn remove(&mut self, slot: usize, r: &WatchRange) {
-        match r {
-            WatchRange::Key(k) => {
-                if let Some(v) = self.keys.get_mut(k) {
-                    v.retain(|s| *s != slot);
-                    if v.is_empty() {
-                        self.keys.remove(k);
-                    }
-                }
-            }
-            WatchRange::Range { start, .. } => {
-                self.ranges.remove(&(start.clone(), slot));
-            }
-        }
-    }
-
-    fn matches(&self, k: &[u8], out: &mut Vec<usize>) {
-        if let Some(v) = self.keys.get(k) {
-            out.extend_from_slice(v);
-        }
-        if self.ranges.is_empty() {
-            return;
-        }
-        let upper = (Bytes::copy_from_slice(k), usize::MAX);
-        for ((_, slot), end) in self
-            .ranges
-            .range((Bound::Unbounded, Bound::Included(upper)))
-        {
-            if end.as_ref().is_none_or(|e| k < e.as_ref()) {
-                out.push(*slot);
-            }
-        }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
     }
 }
+
+type HashHeads = HashMap<u64, Slot, std::hash::BuildHasherDefault<Prehashed>>;
 
 struct StreamEntry {
     tx: mpsc::Sender<WatchMsg>,
-    ids: HashMap<WatchId, usize>,
+    ids: HashMap<WatchId, Slot>,
     next_auto: WatchId,
 }
 
@@ -209,74 +230,147 @@ struct HubState {
     /// The last revision whose events were handed to `notify`.
     notified: i64,
     slots: Vec<Option<Watcher>>,
-    free: Vec<usize>,
-    next_generation: u64,
-    synced: Index,
-    unsynced: HashSet<usize>,
-    streams: HashMap<u64, StreamEntry>,
-    next_stream: u64,
+    free: Vec<Slot>,
+    next_generation: u32,
+    /// Synced single-key watchers: key hash → first of a chain.
+    heads: HashHeads,
+    /// Synced range watchers, by start key.
+    ranges: BTreeSet<(Box<[u8]>, Slot)>,
+    unsynced: HashSet<Slot>,
+    streams: HashMap<u32, StreamEntry>,
+    next_stream: u32,
 }
 
 impl HubState {
-    fn watcher(&self, slot: usize) -> Option<&Watcher> {
-        self.slots.get(slot).and_then(Option::as_ref)
+    fn watcher(&self, slot: Slot) -> Option<&Watcher> {
+        self.slots.get(slot as usize).and_then(Option::as_ref)
     }
 
-    fn watcher_mut(&mut self, slot: usize) -> Option<&mut Watcher> {
-        self.slots.get_mut(slot).and_then(Option::as_mut)
+    fn watcher_mut(&mut self, slot: Slot) -> Option<&mut Watcher> {
+        self.slots.get_mut(slot as usize).and_then(Option::as_mut)
     }
 
-    fn insert(&mut self, w: Watcher) -> usize {
+    fn has_synced(&self) -> bool {
+        !self.heads.is_empty() || !self.ranges.is_empty()
+    }
+
+    fn insert(&mut self, w: Watcher) -> Slot {
         match self.free.pop() {
             Some(slot) => {
-                self.slots[slot] = Some(w);
+                self.slots[slot as usize] = Some(w);
                 slot
             }
             None => {
                 self.slots.push(Some(w));
-                self.slots.len() - 1
+                (self.slots.len() - 1) as Slot
             }
         }
     }
 
-    fn remove(&mut self, slot: usize) -> Option<Watcher> {
-        let w = self.slots.get_mut(slot)?.take()?;
-        match w.state {
-            WState::Synced => self.synced.remove(slot, &w.range),
+    fn remove(&mut self, slot: Slot) -> Option<Watcher> {
+        match self.watcher(slot)?.state {
+            WState::Synced => self.unindex(slot),
             WState::Unsynced => {
                 self.unsynced.remove(&slot);
             }
             WState::Pending => {}
         }
+        let w = self.slots.get_mut(slot as usize)?.take()?;
         self.free.push(slot);
         Some(w)
     }
 
-    fn set_synced(&mut self, slot: usize) {
-        let Some(w) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+    /// Adds a watcher to the synced index.
+    fn index(&mut self, slot: Slot) {
+        let Some(w) = self.watcher(slot) else { return };
+        if w.keys.kind != RangeKind::Key {
+            let start: Box<[u8]> = w.keys.start().into();
+            self.ranges.insert((start, slot));
+            return;
+        }
+        let h = key_hash(w.keys.start());
+        let old = self.heads.insert(h, slot).unwrap_or(NIL);
+        if let Some(w) = self.watcher_mut(slot) {
+            w.prev = NIL;
+            w.next = old;
+        }
+        if let Some(o) = self.watcher_mut(old) {
+            o.prev = slot;
+        }
+    }
+
+    /// Removes a watcher from the synced index.
+    fn unindex(&mut self, slot: Slot) {
+        let Some(w) = self.watcher(slot) else { return };
+        if w.keys.kind != RangeKind::Key {
+            let start: Box<[u8]> = w.keys.start().into();
+            self.ranges.remove(&(start, slot));
+            return;
+        }
+        let (prev, next, h) = (w.prev, w.next, key_hash(w.keys.start()));
+        if prev == NIL {
+            if next == NIL {
+                self.heads.remove(&h);
+            } else {
+                self.heads.insert(h, next);
+            }
+        } else if let Some(p) = self.watcher_mut(prev) {
+            p.next = next;
+        }
+        if let Some(n) = self.watcher_mut(next) {
+            n.prev = prev;
+        }
+        if let Some(w) = self.watcher_mut(slot) {
+            w.prev = NIL;
+            w.next = NIL;
+        }
+    }
+
+    /// Synced watchers covering `k`.
+    fn matches(&self, k: &[u8], out: &mut Vec<Slot>) {
+        let mut s = self.heads.get(&key_hash(k)).copied().unwrap_or(NIL);
+        while let Some(w) = self.watcher(s) {
+            if w.keys.start() == k {
+                out.push(s);
+            }
+            s = w.next;
+        }
+        if self.ranges.is_empty() {
+            return;
+        }
+        let upper: (Box<[u8]>, Slot) = (k.into(), Slot::MAX);
+        for (_, slot) in self.ranges.range(..=upper) {
+            if self.watcher(*slot).is_some_and(|w| w.keys.contains(k)) {
+                out.push(*slot);
+            }
+        }
+    }
+
+    fn set_synced(&mut self, slot: Slot) {
+        let Some(state) = self.watcher(slot).map(|w| w.state) else {
             return;
         };
-        match w.state {
+        match state {
             WState::Synced => return,
             WState::Unsynced => {
                 self.unsynced.remove(&slot);
             }
             WState::Pending => {}
         }
-        w.state = WState::Synced;
-        let range = w.range.clone();
-        self.synced.insert(slot, &range);
+        if let Some(w) = self.watcher_mut(slot) {
+            w.state = WState::Synced;
+        }
+        self.index(slot);
     }
 
-    fn set_unsynced(&mut self, slot: usize) {
-        let Some(w) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+    fn set_unsynced(&mut self, slot: Slot) {
+        let Some(state) = self.watcher(slot).map(|w| w.state) else {
             return;
         };
-        if w.state == WState::Synced {
-            let range = w.range.clone();
-            w.state = WState::Unsynced;
-            self.synced.remove(slot, &range);
-        } else {
+        if state == WState::Synced {
+            self.unindex(slot);
+        }
+        if let Some(w) = self.watcher_mut(slot) {
             w.state = WState::Unsynced;
         }
         self.unsynced.insert(slot);
@@ -308,7 +402,8 @@ impl WatchHub {
                 slots: Vec::new(),
                 free: Vec::new(),
                 next_generation: 0,
-                synced: Index::default(),
+                heads: HashHeads::default(),
+                ranges: BTreeSet::new(),
                 unsynced: HashSet::new(),
                 streams: HashMap::new(),
                 next_stream: 1,
@@ -379,14 +474,14 @@ impl WatchHub {
         let mut st = self.lock();
         let before = st.notified;
         st.notified = st.notified.max(rev);
-        if events.is_empty() || (st.synced.keys.is_empty() && st.synced.ranges.is_empty()) {
+        if events.is_empty() || !st.has_synced() {
             return;
         }
-        let mut per_watcher: HashMap<usize, Vec<Event>> = HashMap::new();
+        let mut per_watcher: HashMap<Slot, Vec<Event>> = HashMap::new();
         let mut hits = Vec::new();
         for e in events {
             hits.clear();
-            st.synced.matches(event_key(e), &mut hits);
+            st.matches(event_key(e), &mut hits);
             for &slot in &hits {
                 if let Some(w) = st.watcher(slot)
                     && event_rev(e) >= w.next_rev
@@ -403,20 +498,20 @@ impl WatchHub {
                 continue;
             };
             let msg = WatchMsg {
-                resp: WatchResponse {
+                resp: Box::new(WatchResponse {
                     header: header(rev),
                     watch_id: w.id,
                     events: evs,
                     ..Default::default()
-                },
-                prev_kv: w.prev_kv,
-                fragment: w.fragment,
+                }),
+                prev_kv: w.has(PREV_KV),
+                fragment: w.has(FRAGMENT),
             };
             match stream.tx.try_send(msg) {
                 Ok(()) => {
                     if let Some(w) = st.watcher_mut(slot) {
                         w.next_rev = rev + 1;
-                        w.sent_since_tick = true;
+                        w.flags |= SENT_SINCE_TICK;
                     }
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -443,12 +538,11 @@ impl WatchHub {
     fn sync_round(&self) -> bool {
         // 1. Pick watchers whose streams have room.
         struct Pick {
-            slot: usize,
-            generation: u64,
+            slot: Slot,
+            generation: u32,
             next_rev: i64,
-            range: WatchRange,
-            no_put: bool,
-            no_delete: bool,
+            keys: Keys,
+            flags: u8,
         }
         let (picks, target) = {
             let st = self.lock();
@@ -464,9 +558,8 @@ impl WatchHub {
                         slot,
                         generation: w.generation,
                         next_rev: w.next_rev,
-                        range: w.range.clone(),
-                        no_put: w.no_put,
-                        no_delete: w.no_delete,
+                        keys: w.keys.clone(),
+                        flags: w.flags,
                     });
                     if picks.len() >= MAX_WATCHERS_PER_SYNC {
                         break;
@@ -518,13 +611,13 @@ impl WatchHub {
             };
             if p.next_rev < compact {
                 let msg = WatchMsg {
-                    resp: WatchResponse {
+                    resp: Box::new(WatchResponse {
                         header: header(0),
                         watch_id: w.id,
                         canceled: true,
                         compact_revision: compact,
                         ..Default::default()
-                    },
+                    }),
                     prev_kv: false,
                     fragment: false,
                 };
@@ -542,11 +635,11 @@ impl WatchHub {
                 .iter()
                 .filter(|e| {
                     event_rev(e) >= p.next_rev
-                        && p.range.contains(event_key(e))
+                        && p.keys.contains(event_key(e))
                         && if e.r#type == EventType::Put as i32 {
-                            !p.no_put
+                            p.flags & NO_PUT == 0
                         } else {
-                            !p.no_delete
+                            p.flags & NO_DELETE == 0
                         }
                 })
                 .cloned()
@@ -554,14 +647,14 @@ impl WatchHub {
             let next = chunk_end + 1;
             if !evs.is_empty() {
                 let msg = WatchMsg {
-                    resp: WatchResponse {
+                    resp: Box::new(WatchResponse {
                         header: header(target),
                         watch_id: w.id,
                         events: evs,
                         ..Default::default()
-                    },
-                    prev_kv: w.prev_kv,
-                    fragment: w.fragment,
+                    }),
+                    prev_kv: w.has(PREV_KV),
+                    fragment: w.has(FRAGMENT),
                 };
                 if stream.tx.try_send(msg).is_err() {
                     continue;
@@ -591,22 +684,22 @@ impl WatchHub {
             let Some(w) = st.slots[slot].as_mut() else {
                 continue;
             };
-            if !w.progress_notify {
+            if !w.has(PROGRESS_NOTIFY) {
                 continue;
             }
-            if w.caught_up(notified) && !w.sent_since_tick {
+            if w.caught_up(notified) && !w.has(SENT_SINCE_TICK) {
                 sends.push((w.stream, w.id));
             }
-            w.sent_since_tick = false;
+            w.flags &= !SENT_SINCE_TICK;
         }
         for (stream, id) in sends {
             if let Some(s) = st.streams.get(&stream) {
                 let _ = s.tx.try_send(WatchMsg {
-                    resp: WatchResponse {
+                    resp: Box::new(WatchResponse {
                         header: header(notified),
                         watch_id: id,
                         ..Default::default()
-                    },
+                    }),
                     prev_kv: false,
                     fragment: false,
                 });
@@ -728,7 +821,7 @@ fn jittered(d: Duration) -> Duration {
 /// it removes every watcher of the stream.
 pub struct WatchStream {
     hub: Arc<WatchHub>,
-    id: u64,
+    id: u32,
     tx: mpsc::Sender<WatchMsg>,
 }
 
@@ -743,7 +836,7 @@ impl WatchStream {
     async fn send(&self, resp: WatchResponse) -> bool {
         self.tx
             .send(WatchMsg {
-                resp,
+                resp: Box::new(resp),
                 prev_kv: false,
                 fragment: false,
             })
@@ -768,29 +861,21 @@ impl WatchStream {
     /// Handles a create request: queues the `created` reply (or a refusal),
     /// then lets the watcher receive events.
     pub async fn create(&self, req: &WatchCreateRequest) -> Created {
-        let key = if req.key.is_empty() {
-            Bytes::from_static(b"\0")
-        } else {
-            req.key.clone()
-        };
+        let key: &[u8] = if req.key.is_empty() { b"\0" } else { &req.key };
         if req.start_revision < 0 {
             return self.refuse(Error::Compacted.message().to_string()).await;
         }
+        // Copies, not slices: the request's bytes share the whole received
+        // frame, which must not live as long as the watcher.
         let range = match req.range_end.as_ref() {
-            [] => WatchRange::Key(key),
-            [0] => WatchRange::Range {
-                start: key,
-                end: None,
-            },
-            end if end <= key.as_ref() => {
+            [] => Keys::new(key, None, RangeKind::Key),
+            [0] => Keys::new(key, None, RangeKind::FromKey),
+            end if end <= key => {
                 return self
                     .refuse("mvcc: watcher range is empty".to_string())
                     .await;
             }
-            _ => WatchRange::Range {
-                start: key,
-                end: Some(req.range_end.clone()),
-            },
+            end => Keys::new(key, Some(end), RangeKind::Range),
         };
         let registered = self.register(req, range);
         let (slot, id, rev) = match registered {
@@ -829,12 +914,12 @@ impl WatchStream {
     fn register(
         &self,
         req: &WatchCreateRequest,
-        range: WatchRange,
-    ) -> std::result::Result<(usize, WatchId, i64), String> {
+        keys: Keys,
+    ) -> std::result::Result<(Slot, WatchId, i64), String> {
         let mut st = self.hub.lock();
         let notified = st.notified;
         let generation = st.next_generation;
-        st.next_generation += 1;
+        st.next_generation = st.next_generation.wrapping_add(1);
         let Some(entry) = st.streams.get_mut(&self.id) else {
             return Err("stream closed".into());
         };
@@ -851,24 +936,26 @@ impl WatchStream {
             entry.next_auto += 1;
             id
         };
-        let filters = |f: FilterType| req.filters.contains(&(f as i32));
+        let flag = |on: bool, f: u8| if on { f } else { 0 };
+        let has_filter = |f: FilterType| req.filters.contains(&(f as i32));
         let w = Watcher {
-            stream: self.id,
             id,
-            range,
-            no_put: filters(FilterType::Noput),
-            no_delete: filters(FilterType::Nodelete),
-            prev_kv: req.prev_kv,
-            fragment: req.fragment,
-            progress_notify: req.progress_notify,
             next_rev: if req.start_revision == 0 {
                 notified + 1
             } else {
                 req.start_revision
             },
-            state: WState::Pending,
-            sent_since_tick: false,
+            keys,
+            stream: self.id,
             generation,
+            prev: NIL,
+            next: NIL,
+            flags: flag(has_filter(FilterType::Noput), NO_PUT)
+                | flag(has_filter(FilterType::Nodelete), NO_DELETE)
+                | flag(req.prev_kv, PREV_KV)
+                | flag(req.fragment, FRAGMENT)
+                | flag(req.progress_notify, PROGRESS_NOTIFY),
+            state: WState::Pending,
         };
         let slot = st.insert(w);
         if let Some(entry) = st.streams.get_mut(&self.id) {
@@ -911,11 +998,11 @@ impl WatchStream {
             .all(|&slot| st.watcher(slot).is_some_and(|w| w.caught_up(notified)));
         if all {
             let _ = entry.tx.try_send(WatchMsg {
-                resp: WatchResponse {
+                resp: Box::new(WatchResponse {
                     header: header(notified),
                     watch_id: INVALID_WATCH_ID,
                     ..Default::default()
-                },
+                }),
                 prev_kv: false,
                 fragment: false,
             });

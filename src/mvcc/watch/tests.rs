@@ -70,7 +70,7 @@ fn create(key: &str, end: &str, start: i64) -> WatchCreateRequest {
 }
 
 async fn next(rx: &mut mpsc::Receiver<WatchMsg>) -> WatchResponse {
-    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+    *tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("a response within 5s")
         .expect("stream open")
