@@ -7,6 +7,8 @@
 //! oxcd-bench [--endpoint URL] [--pid PID] <workload> [options]
 //!
 //! workloads:
+//!   put            [--clients N] [--conns C] [--total N] [--key-size B]
+//!                  [--value-size B] [--key-space N]
 //!   watch-latency  [--total N] [--value-size B]
 //!       one watcher; sequential puts; time from put to event
 //!   watch-memory   [--watchers N] [--streams S] [--conns C] [--burst true]
@@ -149,6 +151,96 @@ async fn open_stream(ch: Channel, first: WatchCreateRequest) -> Result<Stream, S
         tx,
         rx: resp.into_inner(),
     })
+}
+
+/// Runs `clients` concurrent request loops over `conns` connections until
+/// `total` requests are done; returns sorted latencies and elapsed time.
+async fn closed_loop<F, Fut>(
+    a: &Args,
+    clients: usize,
+    total: usize,
+    make: F,
+) -> Result<(Vec<Duration>, Duration), String>
+where
+    F: Fn(Channel, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let conns = a.num("conns", 1).max(1);
+    let mut channels = Vec::new();
+    for _ in 0..conns {
+        channels.push(channel(&a.endpoint).await?);
+    }
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (ch, next, make) = (channels[c % conns].clone(), next.clone(), make.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let t0 = Instant::now();
+                make(ch.clone(), i).await?;
+                lat.push(t0.elapsed());
+            }
+            Ok::<_, String>(lat)
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    Ok((all, elapsed))
+}
+
+fn report(name: &str, a: &Args, lat: &[Duration], elapsed: Duration, cpu0: Option<f64>) -> String {
+    let n = lat.len();
+    let cpu = match (cpu0, a.pid.and_then(cpu_seconds)) {
+        (Some(x), Some(y)) if n > 0 => format!("{:.6}", (y - x) / n as f64),
+        _ => "null".into(),
+    };
+    let rss = a.pid.and_then(rss).map_or("null".into(), |r| r.to_string());
+    format!(
+        "{{\"workload\":\"{name}\",\"ops\":{n},\"seconds\":{:.3},\"ops_per_sec\":{:.1},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"server_cpu_s_per_op\":{cpu},\"server_rss_bytes\":{rss}}}",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        percentile(lat, 0.5),
+        percentile(lat, 0.9),
+        percentile(lat, 0.99),
+        percentile(lat, 1.0),
+    )
+}
+
+async fn put(a: &Args) -> Result<String, String> {
+    let clients = a.num("clients", 1).max(1);
+    let total = a.num("total", 10_000);
+    let key_size = a.num("key-size", 8);
+    let value = bytes::Bytes::from(vec![b'v'; a.num("value-size", 256)]);
+    let space = a.num("key-space", 1).max(1);
+    let cpu0 = a.pid.and_then(cpu_seconds);
+    let (lat, elapsed) = closed_loop(a, clients, total, move |ch, i| {
+        let mut key = format!("{:0width$}", i % space, width = key_size).into_bytes();
+        key.truncate(key_size.max(1));
+        let req = PutRequest {
+            key: key.into(),
+            value: value.clone(),
+            ..Default::default()
+        };
+        async move {
+            KvClient::new(ch)
+                .put(req)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(report("put", a, &lat, elapsed, cpu0))
 }
 
 async fn watch_latency(a: &Args) -> Result<String, String> {
@@ -313,6 +405,7 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match args.workload.as_str() {
+            "put" => put(&args).await,
             "watch-latency" => watch_latency(&args).await,
             "watch-memory" => watch_memory(&args).await,
             other => Err(format!("unknown workload {other:?}")),

@@ -82,14 +82,22 @@ impl RaftHandle {
     }
 }
 
+/// Where committed entries go, in order. Called on the raft thread right
+/// after the entries are committed.
+pub trait ApplySink: Send {
+    fn apply(&mut self, entries: Vec<Entry>);
+}
+
 /// Callback for proposals raft refused (no leader known); receives the id.
 pub type OnDropped = Box<dyn Fn(u64) + Send>;
 
-/// Starts the raft thread. Committed entries go to `apply_tx` in order.
+/// Starts the raft thread. Committed entries go to `applier`, in order.
+/// `status` is shared with the applier, which records the applied index.
 pub fn spawn(
     cfg: NodeConfig,
     storage: RaftStorage,
-    apply_tx: mpsc::Sender<Vec<Entry>>,
+    status: Arc<RaftStatus>,
+    applier: Box<dyn ApplySink>,
     on_dropped: OnDropped,
     logger: slog::Logger,
 ) -> Result<(RaftHandle, thread::JoinHandle<()>)> {
@@ -101,7 +109,6 @@ pub fn spawn(
     if cfg.applied > hs_commit {
         storage.set_commit(cfg.applied)?;
     }
-    let status = Arc::new(RaftStatus::default());
     status.applied.store(cfg.applied, Ordering::Release);
     let raft_cfg = Config {
         id: cfg.id,
@@ -137,7 +144,7 @@ pub fn spawn(
         node,
         cfg,
         status,
-        apply_tx,
+        applier,
         on_dropped,
         reads: HashMap::new(),
         next_read: 0,
@@ -153,7 +160,7 @@ struct Runner {
     node: RawNode<RaftStorage>,
     cfg: NodeConfig,
     status: Arc<RaftStatus>,
-    apply_tx: mpsc::Sender<Vec<Entry>>,
+    applier: Box<dyn ApplySink>,
     on_dropped: OnDropped,
     /// Pending read-index requests by context.
     reads: HashMap<u64, oneshot::Sender<u64>>,
@@ -271,9 +278,7 @@ impl Runner {
         if entries.is_empty() {
             return;
         }
-        if self.apply_tx.send(entries).is_err() {
-            crate::server::apply::fatal("applier stopped", &"channel closed");
-        }
+        self.applier.apply(entries);
     }
 
     /// Drops applied log entries once `snapshot_count` of them accumulate,

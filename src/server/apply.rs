@@ -1,5 +1,10 @@
 //! The applier: the only code that changes the state.
 //!
+//! It runs on the raft thread (`raft::node::ApplySink`): measured on two
+//! cores, applying right after the fsync beats handing entries to another
+//! thread, for latency and for throughput (the next batch of proposals
+//! queues meanwhile and shares the next fsync).
+//!
 //! It receives committed raft entries in order, applies a batch of them to
 //! the MVCC store in one RocksDB write that also records the applied index
 //! (so a restart resumes exactly after the last applied entry: nothing is
@@ -17,8 +22,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
-use std::thread;
 
 use prost::Message as _;
 use raft::prelude::{Entry, EntryType};
@@ -35,9 +38,6 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::oxcdpb::{InternalRaftRequest, internal_raft_request::Request};
 use crate::raft::RaftStatus;
-
-/// Most entries applied in one RocksDB write.
-const MAX_BATCH_ENTRIES: usize = 1024;
 
 /// What applying one request produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,24 +92,6 @@ impl Applier {
             hub: d.hub,
             applied,
         }
-    }
-
-    /// Runs the apply loop on its own thread until the raft side hangs up.
-    pub fn spawn(mut self, rx: mpsc::Receiver<Vec<Entry>>) -> Result<thread::JoinHandle<()>> {
-        thread::Builder::new()
-            .name("applier".into())
-            .spawn(move || {
-                while let Ok(mut entries) = rx.recv() {
-                    while entries.len() < MAX_BATCH_ENTRIES {
-                        match rx.try_recv() {
-                            Ok(more) => entries.extend(more),
-                            Err(_) => break,
-                        }
-                    }
-                    self.apply_entries(&entries);
-                }
-            })
-            .map_err(|e| Error::internal(format!("spawn applier: {e}")))
     }
 
     /// Applies a run of committed entries as one batch.
@@ -188,6 +170,12 @@ impl Applier {
             }
             None => Err(Error::internal("raft entry without a request")),
         }
+    }
+}
+
+impl crate::raft::node::ApplySink for Applier {
+    fn apply(&mut self, entries: Vec<Entry>) {
+        self.apply_entries(&entries);
     }
 }
 

@@ -111,7 +111,6 @@ impl Server {
         let compactor = Compactor::spawn(db.clone())?;
         let wait = Arc::new(Wait::default());
         let (applied_tx, applied_rx) = watch::channel(applied);
-        let (apply_tx, apply_rx) = std::sync::mpsc::channel();
 
         let heartbeat_ms = cfg.heartbeat.as_millis().max(1);
         let node_cfg = NodeConfig {
@@ -125,21 +124,27 @@ impl Server {
         };
         let dropped_wait = wait.clone();
         let on_dropped = Box::new(move |id| dropped_wait.trigger(id, Err(Error::ProposalDropped)));
-        let (raft, _raft_thread) =
-            consensus::node::spawn(node_cfg, storage, apply_tx, on_dropped, raft_logger())?;
+        let status = Arc::new(consensus::RaftStatus::default());
         let hub = WatchHub::start(store.clone(), cfg.watch_progress_notify_interval)?;
         let applier = Applier::new(
             ApplierDeps {
                 store: store.clone(),
                 wait: wait.clone(),
                 applied_tx,
-                status: raft.status.clone(),
+                status: status.clone(),
                 compactor: compactor.clone(),
                 hub: hub.clone(),
             },
             applied,
         );
-        applier.spawn(apply_rx)?;
+        let (raft, _raft_thread) = consensus::node::spawn(
+            node_cfg,
+            storage,
+            status,
+            Box::new(applier),
+            on_dropped,
+            raft_logger(),
+        )?;
         let read =
             read::ReadBarrier::spawn(raft.clone(), applied_rx.clone(), cfg.request_timeout());
         let server = Arc::new(Server {
