@@ -144,6 +144,24 @@ const FLAGS: &[FlagDef] = &[
         "Duration of periodic watch progress notifications. Deprecated in v3.6 and will be decommissioned in v3.7. Use --watch-progress-notify-interval instead.",
     ),
     flag(
+        "experimental-lease-checkpoint-interval",
+        Kind::Duration,
+        "5m0s",
+        "oxcd only: how often the leader checkpoints remaining lease TTLs through raft (checkpointing is always on).",
+    ),
+    flag(
+        "experimental-enable-lease-checkpoint",
+        Kind::Bool,
+        "true",
+        "Accepted for etcd compatibility; lease checkpointing is always on in oxcd.",
+    ),
+    flag(
+        "experimental-enable-lease-checkpoint-persist",
+        Kind::Bool,
+        "true",
+        "Accepted for etcd compatibility; checkpoints are always persisted in oxcd.",
+    ),
+    flag(
         "logger",
         Kind::Str,
         "zap",
@@ -227,6 +245,7 @@ pub struct Config {
     pub log_level: String,
     pub log_outputs: Vec<String>,
     pub watch_progress_notify_interval: Duration,
+    pub lease_checkpoint_interval: Duration,
     /// Warnings to log once logging is up (e.g. unknown env variables).
     pub warnings: Vec<String>,
 }
@@ -547,6 +566,7 @@ fn build(
         log_level: get("log-level"),
         log_outputs: list("log-outputs"),
         watch_progress_notify_interval,
+        lease_checkpoint_interval: duration("experimental-lease-checkpoint-interval")?,
         name,
         data_dir,
         warnings,
@@ -652,6 +672,7 @@ impl Config {
             max_request_bytes: usize::try_from(self.max_request_bytes).unwrap_or(usize::MAX),
             max_txn_ops: usize::try_from(self.max_txn_ops).unwrap_or(usize::MAX),
             watch_progress_notify_interval: self.watch_progress_notify_interval,
+            lease_checkpoint_interval: self.lease_checkpoint_interval,
         }
     }
 }

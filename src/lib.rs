@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod lease;
 pub mod log;
 pub mod mvcc;
 pub mod proto;

@@ -2,11 +2,12 @@
 //! validates its request, calls [`crate::server::Server`], and fills the
 //! response header (etcd: `server/etcdserver/api/v3rpc`).
 //!
-//! Served so far: `etcdserverpb.KV` and `etcdserverpb.Watch`. Other services
+//! Served so far: `etcdserverpb.KV`, `Watch` and `Lease`. Other services
 //! answer `Unimplemented` (see docs/COMPATIBILITY.md).
 
 pub mod header;
 pub mod kv;
+pub mod lease;
 pub mod validate;
 pub mod watch;
 
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb::kv_server::KvServer;
+use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::server::Server;
 
@@ -56,13 +58,17 @@ pub async fn serve(
     let watch = WatchServer::new(watch::WatchService::new(server.clone()))
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
+    let lease = LeaseServer::new(lease::LeaseService::new(server.clone()))
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX);
     let mut tasks = tokio::task::JoinSet::new();
     for (url, listener) in listeners {
         let router = tonic::transport::Server::builder()
             .max_concurrent_streams(u32::MAX)
             .layer(tower_layer::layer_fn(GrpcLimitStatus))
             .add_service(kv.clone())
-            .add_service(watch.clone());
+            .add_service(watch.clone())
+            .add_service(lease.clone());
         let shutdown = shutdown.clone();
         tracing::info!(address = %url, "serving client traffic insecurely; this is strongly discouraged!");
         tasks.spawn(async move {

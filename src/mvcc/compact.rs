@@ -52,7 +52,7 @@ impl Compactor {
         }
         thread::Builder::new()
             .name("mvcc-compactor".into())
-            .spawn(move || run(db, rx, done_tx))
+            .spawn(move || run(Arc::downgrade(&db), rx, done_tx))
             .map_err(|e| Error::internal(format!("spawn compactor: {e}")))?;
         Ok(Compactor { tx, finished })
     }
@@ -75,7 +75,9 @@ impl Compactor {
     }
 }
 
-fn run(db: Arc<Db>, rx: mpsc::Receiver<i64>, done: watch::Sender<i64>) {
+/// Holds the database only while compacting, so the thread never ends up
+/// closing it (the owner does, on its own thread).
+fn run(db: std::sync::Weak<Db>, rx: mpsc::Receiver<i64>, done: watch::Sender<i64>) {
     while let Ok(mut rev) = rx.recv() {
         // Coalesce: only the newest requested compaction matters.
         while let Ok(r) = rx.try_recv() {
@@ -85,6 +87,7 @@ fn run(db: Arc<Db>, rx: mpsc::Receiver<i64>, done: watch::Sender<i64>) {
             continue;
         }
         let started = std::time::Instant::now();
+        let Some(db) = db.upgrade() else { return };
         match compact(&db, rev) {
             Ok(removed) => {
                 tracing::info!(

@@ -180,6 +180,8 @@ impl Store {
             compaction: None,
             applied: None,
             events: Vec::new(),
+            lease_changes: Vec::new(),
+            aux: BTreeMap::new(),
         }
     }
 
@@ -455,9 +457,68 @@ pub struct Batch {
     applied: Option<(u64, u64)>,
     /// Every change of the batch, in revision and sub-revision order.
     events: Vec<Event>,
+    /// Keys whose lease changed, not yet taken by the applier.
+    lease_changes: Vec<LeaseChange>,
+    /// Pending `lease` CF writes (`None` deletes), readable before the
+    /// batch is written.
+    aux: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+/// A key that moved from one lease to another (0 = none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseChange {
+    pub key: Bytes,
+    pub old: i64,
+    pub new: i64,
 }
 
 impl Batch {
+    /// Writes `value` under `key` in the `lease` column family.
+    pub fn aux_put(&mut self, db: &Db, key: Vec<u8>, value: Vec<u8>) {
+        self.wb.put_cf(db.cf(Cf::Lease), &key, &value);
+        self.aux.insert(key, Some(value));
+    }
+
+    /// Deletes `key` from the `lease` column family.
+    pub fn aux_delete(&mut self, db: &Db, key: Vec<u8>) {
+        self.wb.delete_cf(db.cf(Cf::Lease), &key);
+        self.aux.insert(key, None);
+    }
+
+    /// Entries of the `lease` column family under `prefix`, including this
+    /// batch's pending writes, in key order.
+    pub fn aux_scan(&self, db: &Db, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = BTreeMap::new();
+        let mut it = db.raw().raw_iterator_cf(db.cf(Cf::Lease));
+        it.seek(prefix);
+        while let Some((k, v)) = it.item() {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.insert(k.to_vec(), v.to_vec());
+            it.next();
+        }
+        it.status()?;
+        for (k, v) in self.aux.range::<[u8], _>((
+            std::ops::Bound::Included(prefix),
+            std::ops::Bound::Unbounded,
+        )) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            match v {
+                Some(v) => out.insert(k.clone(), v.clone()),
+                None => out.remove(k),
+            };
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Takes the lease changes of the transactions ended so far.
+    pub fn take_lease_changes(&mut self) -> Vec<LeaseChange> {
+        std::mem::take(&mut self.lease_changes)
+    }
+
     /// Starts a write transaction; it must be finished with
     /// [`WriteTxn::end`] (keep its writes) or [`WriteTxn::abort`].
     pub fn txn<'a>(&'a mut self, db: &'a Db) -> WriteTxn<'a> {
@@ -525,6 +586,8 @@ struct Pending {
     record: Vec<u8>,
     /// The event watchers will see.
     event: Event,
+    /// The lease of the version this change replaces (0 = none).
+    old_lease: i64,
 }
 
 impl WriteTxn<'_> {
@@ -546,17 +609,18 @@ impl WriteTxn<'_> {
     /// Writes a new version of `key`; returns the new revision.
     pub fn put(&mut self, k: &Bytes, value: &Bytes, lease: i64) -> Result<i64> {
         let rev = self.begin_rev + 1;
-        let (create_rev, version) = {
+        let (create_rev, version, old_lease) = {
             let mut c = self.cursor();
-            let mut found = (rev, 0);
+            let mut found = (rev, 0, 0);
             scan(&mut c, KeyRange::Key(k), rev, |_, _, rec| {
                 if let Record::Put {
                     create_rev,
                     version,
+                    lease,
                     ..
                 } = rec
                 {
-                    found = (create_rev, version);
+                    found = (create_rev, version, lease);
                 }
                 Ok(false)
             })?;
@@ -571,7 +635,7 @@ impl WriteTxn<'_> {
             value: value.clone(),
             lease,
         };
-        self.write(rev, rec, event(EventType::Put, kv));
+        self.write(rev, rec, event(EventType::Put, kv), old_lease);
         Ok(rev)
     }
 
@@ -582,13 +646,17 @@ impl WriteTxn<'_> {
         let mut keys = Vec::new();
         {
             let mut c = self.cursor();
-            scan(&mut c, range, at, |k, _, _| {
-                keys.push(Bytes::copy_from_slice(k));
+            scan(&mut c, range, at, |k, _, rec| {
+                let lease = match rec {
+                    Record::Put { lease, .. } => lease,
+                    Record::Tombstone => 0,
+                };
+                keys.push((Bytes::copy_from_slice(k), lease));
                 Ok(true)
             })?;
         }
         let rev = self.begin_rev + 1;
-        for k in keys.iter() {
+        for (k, lease) in keys.iter() {
             let kv = KeyValue {
                 key: k.clone(),
                 mod_revision: rev,
@@ -598,6 +666,7 @@ impl WriteTxn<'_> {
                 rev,
                 record::encode_tombstone(),
                 event(EventType::Delete, kv),
+                *lease,
             );
         }
         let n = keys.len() as i64;
@@ -608,7 +677,7 @@ impl WriteTxn<'_> {
         }
     }
 
-    fn write(&mut self, rev: i64, record: Vec<u8>, event: Event) {
+    fn write(&mut self, rev: i64, record: Vec<u8>, event: Event, old_lease: i64) {
         let key = event
             .kv
             .as_ref()
@@ -622,6 +691,7 @@ impl WriteTxn<'_> {
             version_key,
             record,
             event,
+            old_lease,
         });
     }
 
@@ -646,6 +716,20 @@ impl WriteTxn<'_> {
             self.batch
                 .wb
                 .put_cf(revcf, key::rev_key(rev, sub as i64), rv);
+            let new_lease = p.event.kv.as_ref().map_or(0, |kv| kv.lease);
+            if new_lease != p.old_lease {
+                let key = p
+                    .event
+                    .kv
+                    .as_ref()
+                    .map(|kv| kv.key.clone())
+                    .unwrap_or_default();
+                self.batch.lease_changes.push(LeaseChange {
+                    key,
+                    old: p.old_lease,
+                    new: new_lease,
+                });
+            }
             self.batch.events.push(p.event);
         }
         self.batch.current_rev = rev;

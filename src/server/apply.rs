@@ -22,6 +22,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use prost::Message as _;
 use raft::prelude::{Entry, EntryType};
@@ -30,11 +31,14 @@ use tokio::sync::watch;
 use super::txn;
 use super::wait::Wait;
 use crate::error::{Error, Result};
+use crate::lease::{self, SharedLessor};
+use crate::mvcc::KeyRange;
 use crate::mvcc::compact::Compactor;
 use crate::mvcc::watch::WatchHub;
 use crate::mvcc::{Batch, Store};
 use crate::proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    ResponseHeader, TxnResponse,
 };
 use crate::proto::oxcdpb::{InternalRaftRequest, internal_raft_request::Request};
 use crate::raft::RaftStatus;
@@ -47,6 +51,9 @@ pub enum Response {
     Txn(TxnResponse),
     /// A compaction; the revision is set when it was newly scheduled.
     Compact(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    LeaseCheckpoint,
 }
 
 pub type ApplyResult = Result<Response>;
@@ -67,6 +74,7 @@ pub struct Applier {
     status: Arc<RaftStatus>,
     compactor: Compactor,
     hub: Arc<WatchHub>,
+    lessor: SharedLessor,
     applied: u64,
 }
 
@@ -78,6 +86,7 @@ pub struct ApplierDeps {
     pub status: Arc<RaftStatus>,
     pub compactor: Compactor,
     pub hub: Arc<WatchHub>,
+    pub lessor: SharedLessor,
 }
 
 impl Applier {
@@ -90,6 +99,7 @@ impl Applier {
             status: d.status,
             compactor: d.compactor,
             hub: d.hub,
+            lessor: d.lessor,
             applied,
         }
     }
@@ -109,6 +119,7 @@ impl Applier {
                     Err(err) => fatal(&format!("undecodable raft entry {}", e.index), &err),
                 };
                 let result = self.apply_request(&mut batch, req.request);
+                self.record_lease_changes(&mut batch);
                 if let Err(Error::Internal(msg)) = &result {
                     fatal(&format!("applying raft entry {}", e.index), msg);
                 }
@@ -141,12 +152,34 @@ impl Applier {
         self.applied_tx.send_replace(index);
     }
 
+    /// Moves keys between leases' attachment lists (in the `lease` CF) as
+    /// the last request's writes changed their leases.
+    fn record_lease_changes(&self, batch: &mut Batch) {
+        let db = self.store.db().clone();
+        for ch in batch.take_lease_changes() {
+            if ch.old != 0 {
+                batch.aux_delete(&db, lease::keys::attached(ch.old, &ch.key));
+            }
+            if ch.new != 0 {
+                batch.aux_put(&db, lease::keys::attached(ch.new, &ch.key), Vec::new());
+            }
+        }
+    }
+
+    fn header(batch: &Batch) -> Option<ResponseHeader> {
+        Some(ResponseHeader {
+            revision: batch.current_rev(),
+            ..Default::default()
+        })
+    }
+
     fn apply_request(&self, batch: &mut Batch, req: Option<Request>) -> ApplyResult {
         let db = self.store.db().clone();
+        let leases = |id: i64| lease::lock(&self.lessor).contains(id);
         match req {
             Some(Request::Put(p)) => {
                 let mut t = batch.txn(&db);
-                let r = txn::put(&mut t, &p);
+                let r = txn::put(&mut t, &leases, &p);
                 finish(t, r).map(Response::Put)
             }
             Some(Request::DeleteRange(d)) => {
@@ -156,7 +189,7 @@ impl Applier {
             }
             Some(Request::Txn(rt)) => {
                 let mut t = batch.txn(&db);
-                let r = txn::txn(&mut t, &rt);
+                let r = txn::txn(&mut t, &leases, &rt);
                 finish(t, r).map(Response::Txn)
             }
             Some(Request::Compaction(c)) => {
@@ -167,6 +200,56 @@ impl Applier {
                         ..Default::default()
                     }),
                 }))
+            }
+            Some(Request::LeaseGrant(g)) => {
+                let ttl = lease::lock(&self.lessor).grant(g.id, g.ttl, Instant::now())?;
+                batch.aux_put(
+                    &db,
+                    lease::keys::lease(g.id),
+                    lease::keys::encode_record(ttl, 0),
+                );
+                Ok(Response::LeaseGrant(LeaseGrantResponse {
+                    header: Self::header(batch),
+                    id: g.id,
+                    ttl,
+                    error: String::new(),
+                }))
+            }
+            Some(Request::LeaseRevoke(r)) => {
+                if !lease::lock(&self.lessor).contains(r.id) {
+                    return Err(Error::LeaseNotFound);
+                }
+                // Every attached key goes in one revision, in key order.
+                let prefix = lease::keys::attached_prefix(r.id);
+                let attached = batch.aux_scan(&db, &prefix)?;
+                let mut t = batch.txn(&db);
+                for (k, _) in &attached {
+                    t.delete_range(KeyRange::Key(&k[prefix.len()..]))?;
+                }
+                t.end();
+                self.record_lease_changes(batch);
+                for (k, _) in attached {
+                    batch.aux_delete(&db, k);
+                }
+                batch.aux_delete(&db, lease::keys::lease(r.id));
+                lease::lock(&self.lessor).revoke(r.id)?;
+                Ok(Response::LeaseRevoke(LeaseRevokeResponse {
+                    header: Self::header(batch),
+                }))
+            }
+            Some(Request::LeaseCheckpoint(c)) => {
+                let mut lessor = lease::lock(&self.lessor);
+                for cp in c.checkpoints {
+                    lessor.checkpoint(cp.id, cp.remaining_ttl);
+                    if let Some((ttl, remaining)) = lessor.record(cp.id) {
+                        batch.aux_put(
+                            &db,
+                            lease::keys::lease(cp.id),
+                            lease::keys::encode_record(ttl, remaining),
+                        );
+                    }
+                }
+                Ok(Response::LeaseCheckpoint)
             }
             None => Err(Error::internal("raft entry without a request")),
         }

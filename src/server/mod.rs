@@ -11,6 +11,7 @@
 //! (`mvcc::compact`), and the read-barrier task ([`read`]).
 
 pub mod apply;
+pub mod lease;
 pub mod read;
 pub mod txn;
 pub mod wait;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::cluster;
 use crate::error::{Error, Result};
+use crate::lease::{Lessor, SharedLessor};
 use crate::log::raft_logger;
 use crate::mvcc::compact::Compactor;
 use crate::mvcc::watch::WatchHub;
@@ -57,6 +59,8 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub watch_progress_notify_interval: Duration,
+    /// How often the leader checkpoints remaining lease TTLs.
+    pub lease_checkpoint_interval: Duration,
 }
 
 impl ServerConfig {
@@ -76,9 +80,12 @@ pub struct Server {
     read: read::ReadBarrier,
     compactor: Compactor,
     hub: Arc<WatchHub>,
+    lessor: SharedLessor,
     applied: watch::Receiver<u64>,
     member_id: u64,
     cluster_id: u64,
+    /// This server, for tasks it spawns (set once at start).
+    me: std::sync::OnceLock<std::sync::Weak<Server>>,
 }
 
 impl Server {
@@ -126,6 +133,12 @@ impl Server {
         let on_dropped = Box::new(move |id| dropped_wait.trigger(id, Err(Error::ProposalDropped)));
         let status = Arc::new(consensus::RaftStatus::default());
         let hub = WatchHub::start(store.clone(), cfg.watch_progress_notify_interval)?;
+        let mut lessor = Lessor::new(
+            lease::min_ttl(cfg.heartbeat, cfg.election_timeout),
+            cfg.lease_checkpoint_interval,
+        );
+        lease::load(&db, &mut lessor)?;
+        let lessor: SharedLessor = Arc::new(std::sync::Mutex::new(lessor));
         let applier = Applier::new(
             ApplierDeps {
                 store: store.clone(),
@@ -134,6 +147,7 @@ impl Server {
                 status: status.clone(),
                 compactor: compactor.clone(),
                 hub: hub.clone(),
+                lessor: lessor.clone(),
             },
             applied,
         );
@@ -156,10 +170,14 @@ impl Server {
             read,
             compactor,
             hub,
+            lessor,
             applied: applied_rx,
             member_id,
             cluster_id,
+            me: std::sync::OnceLock::new(),
         });
+        let _ = server.me.set(Arc::downgrade(&server));
+        tokio::spawn(lease::run_timer(Arc::downgrade(&server)));
         server.wait_ready().await?;
         Ok(server)
     }
@@ -307,7 +325,8 @@ impl Server {
                 self.read_barrier().await?;
             }
             let view = self.store.read();
-            return txn::txn(&mut txn::ReadOnly(&view), &r);
+            // Read-only: there are no puts, so no lease is ever looked up.
+            return txn::txn(&mut txn::ReadOnly(&view), &|_| false, &r);
         }
         match self.propose(Request::Txn(r)).await? {
             Response::Txn(t) => Ok(t),
@@ -330,7 +349,7 @@ impl Server {
     }
 }
 
-fn unexpected(r: Response) -> Error {
+pub(crate) fn unexpected(r: Response) -> Error {
     Error::internal(format!("unexpected apply result {r:?}"))
 }
 

@@ -27,10 +27,11 @@ fn rev_header(revision: i64) -> Option<ResponseHeader> {
     })
 }
 
-/// Whether leases exist. Until the lease service exists no lease can have
-/// been granted, so every non-zero lease id is unknown.
-fn check_lease(p: &PutRequest) -> Result<()> {
-    if p.lease != 0 {
+/// Tells whether a lease exists (the lessor, at apply time).
+pub type Leases<'a> = &'a dyn Fn(i64) -> bool;
+
+fn check_lease(leases: Leases<'_>, p: &PutRequest) -> Result<()> {
+    if p.lease != 0 && !leases(p.lease) {
         return Err(Error::LeaseNotFound);
     }
     Ok(())
@@ -230,8 +231,8 @@ fn needs_prev(p: &PutRequest) -> bool {
 }
 
 /// etcd's `checkPut`: lease exists, and a key to keep value/lease from.
-fn check_put(t: &impl KvRead, p: &PutRequest) -> Result<Option<KeyValue>> {
-    check_lease(p)?;
+fn check_put(t: &impl KvRead, leases: Leases<'_>, p: &PutRequest) -> Result<Option<KeyValue>> {
+    check_lease(leases, p)?;
     let prev = if needs_prev(p) {
         prev_kv(t, &p.key)?
     } else {
@@ -262,8 +263,8 @@ fn do_put(t: &mut impl TxnView, p: &PutRequest, prev: Option<KeyValue>) -> Resul
 }
 
 /// A Put on its own (etcd's `txn.Put`).
-pub fn put(t: &mut impl TxnView, p: &PutRequest) -> Result<PutResponse> {
-    let prev = check_put(t, p)?;
+pub fn put(t: &mut impl TxnView, leases: Leases<'_>, p: &PutRequest) -> Result<PutResponse> {
+    let prev = check_put(t, leases, p)?;
     do_put(t, p, prev)
 }
 
@@ -377,17 +378,22 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
 /// Validates the chosen branches against the pre-transaction state (etcd's
 /// `checkTxn`), so that execution cannot fail halfway. Returns how many
 /// path entries the nested txns consumed.
-fn check_txn(rv: &impl KvRead, rt: &TxnRequest, path: &[bool]) -> Result<usize> {
+fn check_txn(
+    rv: &impl KvRead,
+    leases: Leases<'_>,
+    rt: &TxnRequest,
+    path: &[bool],
+) -> Result<usize> {
     let mut used = 0;
     for op in branch(rt, path[0]) {
         match &op.request {
             Some(request_op::Request::RequestRange(r)) => check_range(rv, r)?,
             Some(request_op::Request::RequestPut(p)) => {
-                check_put(rv, p)?;
+                check_put(rv, leases, p)?;
             }
             Some(request_op::Request::RequestDeleteRange(_)) | None => {}
             Some(request_op::Request::RequestTxn(inner)) => {
-                let n = check_txn(rv, inner, &path[1 + used..])?;
+                let n = check_txn(rv, leases, inner, &path[1 + used..])?;
                 used += n + 1;
             }
         }
@@ -441,10 +447,10 @@ fn execute_txn(
 
 /// A Txn (etcd's `txn.Txn`). Compares and checks run first, against the
 /// state before the transaction; then the chosen branch runs.
-pub fn txn(t: &mut impl TxnView, rt: &TxnRequest) -> Result<TxnResponse> {
+pub fn txn(t: &mut impl TxnView, leases: Leases<'_>, rt: &TxnRequest) -> Result<TxnResponse> {
     let mut path = Vec::new();
     compare_to_path(t, rt, &mut path);
-    check_txn(t, rt, &path)?;
+    check_txn(t, leases, rt, &path)?;
     let (responses, _) = execute_txn(t, rt, &path)?;
     let rev = t.begin_rev() + i64::from(t.changed());
     Ok(TxnResponse {

@@ -9,6 +9,7 @@
 //! | `kv`        | escaped user key + inverted rev  | one version of a key           |
 //! | `rev`       | revision (main, sub) big-endian  | event kind + user key          |
 //! | `meta`      | fixed names                      | applied index, revisions, ids  |
+//! | `lease`     | `L` + id / `K` + id + user key   | lease TTLs / attached keys     |
 //!
 //! All column families share RocksDB's write-ahead log, so one write batch
 //! is atomic across them and a crash recovers a prefix of the writes in the
@@ -38,10 +39,18 @@ pub enum Cf {
     Kv,
     Rev,
     Meta,
+    Lease,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 5] = [Cf::RaftLog, Cf::RaftMeta, Cf::Kv, Cf::Rev, Cf::Meta];
+    pub const ALL: [Cf; 6] = [
+        Cf::RaftLog,
+        Cf::RaftMeta,
+        Cf::Kv,
+        Cf::Rev,
+        Cf::Meta,
+        Cf::Lease,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +59,7 @@ impl Cf {
             Cf::Kv => "kv",
             Cf::Rev => "rev",
             Cf::Meta => "meta",
+            Cf::Lease => "lease",
         }
     }
 }

@@ -55,6 +55,10 @@ fn fixture(db: &Arc<Db>) -> Fixture {
             status: Arc::new(RaftStatus::default()),
             compactor: Compactor::spawn(db.clone()).unwrap(),
             hub: WatchHub::start(store.clone(), std::time::Duration::from_secs(600)).unwrap(),
+            lessor: Arc::new(std::sync::Mutex::new(crate::lease::Lessor::new(
+                2,
+                std::time::Duration::from_secs(300),
+            ))),
         },
         applied_index,
     );
@@ -175,4 +179,70 @@ async fn compaction_is_applied_then_scheduled() {
     assert_eq!(f.store.read().first_rev(), 2);
     f.applier.compactor.wait_finished(2).await;
     assert_eq!(f.applier.compactor.finished_rev(), 2);
+}
+
+#[tokio::test]
+async fn leases_attach_move_and_revoke_keys_in_one_revision() {
+    use crate::proto::etcdserverpb::{LeaseGrantRequest, LeaseRevokeRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let mut f = fixture(&db);
+    let leased = |k: &str, lease: i64| {
+        Request::Put(PutRequest {
+            key: Bytes::copy_from_slice(k.as_bytes()),
+            value: Bytes::from_static(b"v"),
+            lease,
+            ..Default::default()
+        })
+    };
+    let grant = |id: i64| Request::LeaseGrant(LeaseGrantRequest { ttl: 60, id });
+    let rx_dup = f.wait.register(3);
+    let rx_missing = f.wait.register(4);
+    f.applier.apply_entries(&[
+        entry(1, 1, grant(10)),
+        entry(2, 2, grant(20)),
+        entry(3, 3, grant(10)),
+        entry(4, 4, leased("x", 30)),
+        entry(5, 5, leased("a", 10)),
+        entry(6, 6, leased("b", 10)),
+        entry(7, 7, leased("c", 10)),
+        // Moved to lease 20, and detached from 10.
+        entry(8, 8, leased("c", 20)),
+    ]);
+    assert_eq!(rx_dup.await.unwrap(), Err(Error::LeaseExist));
+    assert_eq!(rx_missing.await.unwrap(), Err(Error::LeaseNotFound));
+    assert_eq!(f.store.current_rev(), 5);
+    let rx = f.wait.register(9);
+    let rx_again = f.wait.register(10);
+    // In the same batch as a new attachment: the revoke sees it.
+    f.applier.apply_entries(&[
+        entry(9, 11, leased("d", 10)),
+        entry(10, 9, Request::LeaseRevoke(LeaseRevokeRequest { id: 10 })),
+        entry(11, 10, Request::LeaseRevoke(LeaseRevokeRequest { id: 10 })),
+    ]);
+    match rx.await.unwrap() {
+        Ok(Response::LeaseRevoke(r)) => assert_eq!(r.header.unwrap().revision, 7),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rx_again.await.unwrap(), Err(Error::LeaseNotFound));
+    for (k, want) in [("a", None), ("b", None), ("d", None)] {
+        assert_eq!(value(&f.store, k), want, "{k}");
+    }
+    assert!(
+        value(&f.store, "c").is_some(),
+        "c moved to lease 20 and survives"
+    );
+    // a, b and d went in one revision.
+    let view = f.store.read();
+    let r = view
+        .range(
+            crate::mvcc::KeyRange::new(b"a", b"e"),
+            &crate::mvcc::RangeOptions {
+                rev: 6,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(r.kvs.len(), 4);
+    assert_eq!(f.store.current_rev(), 7);
 }

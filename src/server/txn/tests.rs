@@ -8,6 +8,10 @@ use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUn
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::storage::Db;
 
+/// No lease exists (these tests grant none; lease tests run through the
+/// applier).
+const NO_LEASES: fn(i64) -> bool = |_| false;
+
 struct T {
     _dir: tempfile::TempDir,
     db: Arc<Db>,
@@ -83,7 +87,7 @@ impl T {
     }
 
     fn put(&self, k: &str, v: &str) -> PutResponse {
-        self.write(|t| put(t, &put_req(k, v))).unwrap()
+        self.write(|t| put(t, &NO_LEASES, &put_req(k, v))).unwrap()
     }
 
     fn range(&self, r: &RangeRequest) -> RangeResponse {
@@ -106,14 +110,17 @@ fn put_options_follow_etcd() {
     // A lease that was never granted.
     let mut p = put_req("a", "x");
     p.lease = 7;
-    assert_eq!(t.write(|w| put(w, &p)), Err(Error::LeaseNotFound));
+    assert_eq!(
+        t.write(|w| put(w, &NO_LEASES, &p)),
+        Err(Error::LeaseNotFound)
+    );
     // ignore_value on a missing key.
     let p = PutRequest {
         key: b("missing"),
         ignore_value: true,
         ..Default::default()
     };
-    assert_eq!(t.write(|w| put(w, &p)), Err(Error::KeyNotFound));
+    assert_eq!(t.write(|w| put(w, &NO_LEASES, &p)), Err(Error::KeyNotFound));
     assert_eq!(t.store.current_rev(), 2, "failed puts change nothing");
     // ignore_value keeps the value; prev_kv returns the old state.
     let p = PutRequest {
@@ -122,7 +129,7 @@ fn put_options_follow_etcd() {
         prev_kv: true,
         ..Default::default()
     };
-    let resp = t.write(|w| put(w, &p)).unwrap();
+    let resp = t.write(|w| put(w, &NO_LEASES, &p)).unwrap();
     assert_eq!(resp.header.unwrap().revision, 3);
     let prev = resp.prev_kv.unwrap();
     assert_eq!(
@@ -137,7 +144,7 @@ fn put_options_follow_etcd() {
     // prev_kv of a new key is absent.
     let mut p = put_req("new", "v");
     p.prev_kv = true;
-    assert_eq!(t.write(|w| put(w, &p)).unwrap().prev_kv, None);
+    assert_eq!(t.write(|w| put(w, &NO_LEASES, &p)).unwrap().prev_kv, None);
 }
 
 #[test]
@@ -280,7 +287,7 @@ fn txn_branches_headers_and_nesting() {
         ],
         failure: vec![op_range("a")],
     };
-    let resp = t.write(|w| txn(w, &rt)).unwrap();
+    let resp = t.write(|w| txn(w, &NO_LEASES, &rt)).unwrap();
     assert!(resp.succeeded);
     assert_eq!(resp.header.unwrap().revision, 3);
     match &resp.responses[0].response {
@@ -313,7 +320,7 @@ fn txn_branches_headers_and_nesting() {
     assert_eq!(b_kv.mod_revision, 3, "one revision for the whole txn");
 
     // The failure branch, read-only: no new revision.
-    let resp = t.write(|w| txn(w, &rt)).unwrap();
+    let resp = t.write(|w| txn(w, &NO_LEASES, &rt)).unwrap();
     assert!(!resp.succeeded);
     assert_eq!(resp.header.unwrap().revision, 3);
     assert_eq!(t.store.current_rev(), 3);
@@ -334,7 +341,7 @@ fn txn_prechecks_fail_the_whole_txn() {
         ],
         ..Default::default()
     };
-    assert_eq!(t.write(|w| txn(w, &rt)), Err(Error::FutureRev));
+    assert_eq!(t.write(|w| txn(w, &NO_LEASES, &rt)), Err(Error::FutureRev));
     let mut leased = put_req("y", "1");
     leased.lease = 5;
     let rt = TxnRequest {
@@ -346,7 +353,10 @@ fn txn_prechecks_fail_the_whole_txn() {
         ],
         ..Default::default()
     };
-    assert_eq!(t.write(|w| txn(w, &rt)), Err(Error::LeaseNotFound));
+    assert_eq!(
+        t.write(|w| txn(w, &NO_LEASES, &rt)),
+        Err(Error::LeaseNotFound)
+    );
     assert_eq!(t.keys(&range_req("x", "")), Vec::<String>::new());
     assert_eq!(t.store.current_rev(), 2);
 }
@@ -362,7 +372,7 @@ fn read_only_txns_run_on_a_snapshot() {
     assert!(is_txn_read_only(&rt));
     assert!(!is_txn_serializable(&rt));
     let view = t.store.read();
-    let resp = txn(&mut ReadOnly(&view), &rt).unwrap();
+    let resp = txn(&mut ReadOnly(&view), &NO_LEASES, &rt).unwrap();
     assert!(resp.succeeded);
     assert_eq!(resp.header.unwrap().revision, 2);
     let rt = TxnRequest {
