@@ -321,14 +321,14 @@ impl Lessor {
             let Some(expiry) = l.expiry else { continue };
             let left = expiry.saturating_duration_since(now);
             let remaining = left.as_secs() as i64 + i64::from(left.subsec_nanos() > 0);
-            if remaining >= l.ttl {
-                continue;
-            }
-            out.push((id, remaining));
+            // Still more than an interval to go: look again then.
             if Duration::from_secs(remaining.max(0) as u64) > interval {
                 let next = now + interval;
                 l.next_checkpoint = Some(next);
                 self.checkpoints.insert((next, id));
+            }
+            if remaining < l.ttl {
+                out.push((id, remaining));
             }
         }
         out

@@ -90,6 +90,18 @@ fn checkpoints_carry_remaining_ttl_across_promotion() {
 }
 
 #[test]
+fn checkpoints_continue_after_a_grace_period_longer_than_the_interval() {
+    let (mut l, t0) = (Lessor::new(2, secs(1)), Instant::now());
+    l.grant(1, 30, t0).unwrap();
+    // Promoted with a grace period: nothing to record at the first look...
+    l.promote(t0, secs(1));
+    assert_eq!(l.due_checkpoints(t0 + secs(1), 10), vec![]);
+    // ...but the lease keeps being looked at.
+    assert_eq!(l.due_checkpoints(t0 + secs(2), 10), vec![(1, 29)]);
+    assert_eq!(l.due_checkpoints(t0 + secs(3), 10), vec![(1, 28)]);
+}
+
+#[test]
 fn records_round_trip() {
     let v = keys::encode_record(60, 42);
     assert_eq!(keys::decode_record(&v), Some((60, 42)));

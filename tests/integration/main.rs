@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod differential;
 mod etcdctl;
+mod lease;
 mod server;
 mod watch;
 mod watch_checker;
