@@ -66,7 +66,7 @@ fn mask_json(s: &str, field: &str) -> String {
     out
 }
 
-fn etcdctl_lease_transcript(etcdctl: &PathBuf, endpoint: &str) -> Vec<String> {
+fn etcdctl_lease_transcript(etcdctl: &std::path::Path, endpoint: &str) -> Vec<String> {
     let mut ids = Vec::new();
     let mut out = Vec::new();
     let mut run = |args: Vec<String>, ids: &mut Vec<String>| -> String {
