@@ -116,6 +116,16 @@ pub enum Error {
     /// The proposal's context was canceled (the client went away).
     RequestCancelled,
 
+    // ---- lock and election services (etcd's concurrency package)
+    /// Proclaim or resign by a member that is not (any more) the leader.
+    ElectionNotLeader,
+    /// Leader of an election nobody campaigns in.
+    ElectionNoLeader,
+    /// Proclaim or Resign without a leader key.
+    MissingLeaderKey,
+    /// The lock's key vanished (its lease expired) while waiting.
+    SessionExpired,
+
     /// A storage or other internal failure; the text is for logs and humans.
     Internal(String),
 }
@@ -206,6 +216,10 @@ impl Error {
             // recognise them by text either way.
             E::TooManyRequests | E::MemberNotEnoughStarted => Unknown,
             E::ProposalDropped | E::RequestCancelled | E::Internal(_) => Unknown,
+            E::ElectionNotLeader
+            | E::ElectionNoLeader
+            | E::MissingLeaderKey
+            | E::SessionExpired => Unknown,
         }
     }
 
@@ -290,6 +304,10 @@ impl Error {
             E::DeadlineExceeded => "etcdserver: context deadline exceeded",
             E::ProposalDropped => "raft proposal dropped",
             E::RequestCancelled => "etcdserver: request cancelled",
+            E::ElectionNotLeader => "election: not leader",
+            E::ElectionNoLeader => "election: no leader",
+            E::MissingLeaderKey => "\"leader\" field must be provided",
+            E::SessionExpired => "mutex: session is expired",
             E::Internal(msg) => msg,
         }
     }

@@ -2,9 +2,11 @@
 //! validates its request, calls [`crate::server::Server`], and fills the
 //! response header (etcd: `server/etcdserver/api/v3rpc`).
 //!
-//! Served so far: `etcdserverpb.KV`, `Watch` and `Lease`. Other services
+//! Served so far: `etcdserverpb.KV`, `Watch` and `Lease`, `v3lockpb.Lock`,
+//! `v3electionpb.Election`. Other services
 //! answer `Unimplemented` (see docs/COMPATIBILITY.md).
 
+pub mod concurrency;
 pub mod header;
 pub mod kv;
 pub mod lease;
@@ -25,6 +27,8 @@ use crate::error::{Error, Result};
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
+use crate::proto::v3electionpb::election_server::ElectionServer;
+use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::server::Server;
 
 /// gRPC accepts requests up to this much above `--max-request-bytes`, as
@@ -61,6 +65,12 @@ pub async fn serve(
     let lease = LeaseServer::new(lease::LeaseService::new(server.clone()))
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
+    let lock = LockServer::new(concurrency::LockService::new(server.clone()))
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX);
+    let election = ElectionServer::new(concurrency::ElectionService::new(server.clone()))
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX);
     let mut tasks = tokio::task::JoinSet::new();
     for (url, listener) in listeners {
         let router = tonic::transport::Server::builder()
@@ -68,7 +78,9 @@ pub async fn serve(
             .layer(tower_layer::layer_fn(GrpcLimitStatus))
             .add_service(kv.clone())
             .add_service(watch.clone())
-            .add_service(lease.clone());
+            .add_service(lease.clone())
+            .add_service(lock.clone())
+            .add_service(election.clone());
         let shutdown = shutdown.clone();
         tracing::info!(address = %url, "serving client traffic insecurely; this is strongly discouraged!");
         tasks.spawn(async move {

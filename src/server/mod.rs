@@ -11,6 +11,7 @@
 //! (`mvcc::compact`), and the read-barrier task ([`read`]).
 
 pub mod apply;
+pub mod concurrency;
 pub mod lease;
 pub mod read;
 pub mod txn;

@@ -4,6 +4,7 @@
 mod bad_input;
 mod client;
 mod common;
+mod concurrency;
 mod crash;
 mod differential;
 mod etcdctl;
