@@ -346,14 +346,14 @@ impl Server {
                     if msg.resp.canceled {
                         break 'leader;
                     }
-                    let h = msg.resp.header.clone();
+                    let h = msg.resp.header;
                     for e in &msg.resp.events {
                         if e.r#type == EventType::Delete as i32 {
                             break 'leader;
                         }
                         if let Some(new) = &e.kv {
                             kv = new.clone();
-                            yield (h.clone(), kv.clone());
+                            yield (h, kv.clone());
                         }
                     }
                 }
