@@ -9,6 +9,10 @@
 //! workloads:
 //!   put            [--clients N] [--conns C] [--total N] [--key-size B]
 //!                  [--value-size B] [--key-space N]
+//!   lease-keepalive [--leases N] [--streams S] [--total N]
+//!       keep-alive round trips, every lease's keep-alive in flight
+//!   lease-expiry   [--leases N] [--keys-per-lease K] [--ttl S] [--seconds S]
+//!       put latency while the leases expire together
 //!   watch-latency  [--total N] [--value-size B]
 //!       one watcher; sequential puts; time from put to event
 //!   watch-memory   [--watchers N] [--streams S] [--conns C] [--burst true]
@@ -243,6 +247,123 @@ async fn put(a: &Args) -> Result<String, String> {
     Ok(report("put", a, &lat, elapsed, cpu0))
 }
 
+/// Keep-alive round trips: `--leases` leases spread over `--streams`
+/// keep-alive streams, every lease's keep-alive always in flight.
+async fn lease_keepalive(a: &Args) -> Result<String, String> {
+    use oxcd::proto::etcdserverpb::lease_client::LeaseClient;
+    use oxcd::proto::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest};
+    let leases = a.num("leases", 1000).max(1);
+    let streams = a.num("streams", 10).max(1);
+    let total = a.num("total", 100_000);
+    let ch = channel(&a.endpoint).await?;
+    let mut lc = LeaseClient::new(ch.clone());
+    let mut ids = Vec::new();
+    for _ in 0..leases {
+        let r = lc
+            .lease_grant(LeaseGrantRequest { ttl: 600, id: 0 })
+            .await
+            .map_err(|e| e.to_string())?;
+        ids.push(r.into_inner().id);
+    }
+    let cpu0 = a.pid.and_then(cpu_seconds);
+    let per_stream = total.div_ceil(streams);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..streams {
+        let mine: Vec<i64> = ids.iter().copied().skip(s).step_by(streams).collect();
+        let ch = channel(&a.endpoint).await?;
+        tasks.push(tokio::spawn(async move {
+            let (tx, rx) = mpsc::channel(mine.len() + 1);
+            let mut sent_at = std::collections::VecDeque::new();
+            for id in &mine {
+                tx.send(LeaseKeepAliveRequest { id: *id }).await.map_err(|e| e.to_string())?;
+                sent_at.push_back(Instant::now());
+            }
+            let mut resp = LeaseClient::new(ch)
+                .lease_keep_alive(ReceiverStream::new(rx))
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            let mut lat = Vec::with_capacity(per_stream);
+            while lat.len() < per_stream {
+                let r = resp.next().await.ok_or("stream closed")?.map_err(|e| e.to_string())?;
+                if r.ttl <= 0 {
+                    return Err(format!("lease {} lost", r.id));
+                }
+                if let Some(t) = sent_at.pop_front() {
+                    lat.push(t.elapsed());
+                }
+                tx.send(LeaseKeepAliveRequest { id: r.id }).await.map_err(|e| e.to_string())?;
+                sent_at.push_back(Instant::now());
+            }
+            Ok::<_, String>(lat)
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = started.elapsed();
+    lat.sort();
+    Ok(report("lease-keepalive", a, &lat, elapsed, cpu0))
+}
+
+/// Write latency while many leases expire together: `--leases` leases of
+/// `--ttl` seconds with `--keys-per-lease` keys each, then puts for
+/// `--seconds`.
+async fn lease_expiry(a: &Args) -> Result<String, String> {
+    use oxcd::proto::etcdserverpb::lease_client::LeaseClient;
+    use oxcd::proto::etcdserverpb::request_op::Request as Op;
+    use oxcd::proto::etcdserverpb::{LeaseGrantRequest, RequestOp, TxnRequest};
+    let leases = a.num("leases", 1000);
+    let per = a.num("keys-per-lease", 10);
+    let ttl = a.num("ttl", 3) as i64;
+    let seconds = a.num("seconds", 8) as u64;
+    let ch = channel(&a.endpoint).await?;
+    let mut lc = LeaseClient::new(ch.clone());
+    let mut kv = KvClient::new(ch);
+    for l in 0..leases {
+        let id = lc
+            .lease_grant(LeaseGrantRequest { ttl, id: 0 })
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .id;
+        let ops = (0..per)
+            .map(|k| RequestOp {
+                request: Some(Op::RequestPut(PutRequest {
+                    key: format!("bench/expiry/{l}/{k}").into_bytes().into(),
+                    value: vec![b'v'; 64].into(),
+                    lease: id,
+                    ..Default::default()
+                })),
+            })
+            .collect();
+        kv.txn(TxnRequest {
+            success: ops,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    let cpu0 = a.pid.and_then(cpu_seconds);
+    let put = PutRequest {
+        key: b"bench/expiry-writer".to_vec().into(),
+        value: vec![b'v'; 256].into(),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let mut lat = Vec::new();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let t = Instant::now();
+        kv.put(put.clone()).await.map_err(|e| e.to_string())?;
+        lat.push(t.elapsed());
+    }
+    let elapsed = started.elapsed();
+    lat.sort();
+    Ok(report("lease-expiry-writes", a, &lat, elapsed, cpu0))
+}
+
 async fn watch_latency(a: &Args) -> Result<String, String> {
     let total = a.num("total", 2000);
     let size = a.num("value-size", 256);
@@ -406,6 +527,8 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match args.workload.as_str() {
             "put" => put(&args).await,
+            "lease-keepalive" => lease_keepalive(&args).await,
+            "lease-expiry" => lease_expiry(&args).await,
             "watch-latency" => watch_latency(&args).await,
             "watch-memory" => watch_memory(&args).await,
             other => Err(format!("unknown workload {other:?}")),
