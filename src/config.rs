@@ -535,6 +535,16 @@ fn build(
     } else {
         duration("watch-progress-notify-interval")?
     };
+    for f in [
+        "experimental-enable-lease-checkpoint",
+        "experimental-enable-lease-checkpoint-persist",
+    ] {
+        if explicit.contains(&f) && parse_bool(&get(f)) == Some(false) {
+            warnings.push(format!(
+                "--{f}=false ignored: oxcd always checkpoints and persists remaining lease TTLs"
+            ));
+        }
+    }
     if watch_progress_notify_interval.is_zero() {
         return Err(ConfigError::invalid(
             "--watch-progress-notify-interval must be positive",

@@ -276,7 +276,9 @@ async fn lease_keepalive(a: &Args) -> Result<String, String> {
             let (tx, rx) = mpsc::channel(mine.len() + 1);
             let mut sent_at = std::collections::VecDeque::new();
             for id in &mine {
-                tx.send(LeaseKeepAliveRequest { id: *id }).await.map_err(|e| e.to_string())?;
+                tx.send(LeaseKeepAliveRequest { id: *id })
+                    .await
+                    .map_err(|e| e.to_string())?;
                 sent_at.push_back(Instant::now());
             }
             let mut resp = LeaseClient::new(ch)
@@ -286,14 +288,20 @@ async fn lease_keepalive(a: &Args) -> Result<String, String> {
                 .into_inner();
             let mut lat = Vec::with_capacity(per_stream);
             while lat.len() < per_stream {
-                let r = resp.next().await.ok_or("stream closed")?.map_err(|e| e.to_string())?;
+                let r = resp
+                    .next()
+                    .await
+                    .ok_or("stream closed")?
+                    .map_err(|e| e.to_string())?;
                 if r.ttl <= 0 {
                     return Err(format!("lease {} lost", r.id));
                 }
                 if let Some(t) = sent_at.pop_front() {
                     lat.push(t.elapsed());
                 }
-                tx.send(LeaseKeepAliveRequest { id: r.id }).await.map_err(|e| e.to_string())?;
+                tx.send(LeaseKeepAliveRequest { id: r.id })
+                    .await
+                    .map_err(|e| e.to_string())?;
                 sent_at.push_back(Instant::now());
             }
             Ok::<_, String>(lat)
