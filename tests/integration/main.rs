@@ -2,6 +2,7 @@
 //! `etcd-client` crate and raw gRPC, side by side with real etcd.
 
 mod bad_input;
+mod bench;
 mod client;
 mod common;
 mod concurrency;
