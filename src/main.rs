@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use oxcd::config::{self, Command};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: less CPU per allocation than the system allocator on the
+/// request path, and less memory held back after bursts.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env: HashMap<String, String> = std::env::vars().collect();

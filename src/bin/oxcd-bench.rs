@@ -30,6 +30,8 @@
 //!   ready          [--timeout S]
 //!       wait until the server answers a linearizable read
 //!
+//! Every workload takes --threads N: the client's runtime threads (default
+//! one per CPU; 1 = a single-threaded client).
 //! Closed-loop workloads also take --duration S: stop after S seconds
 //! even if --total is not reached.
 //! ```
@@ -812,10 +814,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `--threads N`: the client's runtime threads (default: one per CPU;
+    // 1 runs everything on this thread).
+    let threads = args.num("threads", 0);
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if threads > 1 {
+            b.worker_threads(threads);
+        }
+        b
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("oxcd-bench: {e}");

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -41,6 +41,10 @@ pub struct RaftStatus {
     pub leader: AtomicU64,
     pub commit: AtomicU64,
     pub applied: AtomicU64,
+    /// This member leads and is the only voter: every committed entry is
+    /// committed by it alone, so its applied state already holds every
+    /// acknowledged write and a linearizable read needs no ReadIndex.
+    pub sole_voter_leader: AtomicBool,
 }
 
 /// Settings of the raft thread.
@@ -262,6 +266,9 @@ impl Runner {
         self.status
             .commit
             .store(self.node.raft.raft_log.committed, Ordering::Release);
+        let sole = self.node.raft.state == StateRole::Leader
+            && self.node.raft.prs().conf().voters().ids().len() == 1;
+        self.status.sole_voter_leader.store(sole, Ordering::Release);
         self.maybe_compact_log()
     }
 

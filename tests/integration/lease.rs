@@ -19,7 +19,8 @@ use crate::differential::{Op, exec};
 use crate::watch::{RawWatch, create_req};
 
 /// Replaces every 16-digit hex lease id by its order of appearance, and
-/// `remaining(Ns)` by a tolerance class: ids are chosen by each server.
+/// the seconds in `remaining(Ns)` by `<n>` (they depend on timing; each is
+/// checked to be a plausible remaining TTL): ids are chosen by each server.
 fn normalize(out: &str, ids: &mut Vec<String>) -> String {
     let mut s = String::new();
     for word in out.split_inclusive(|c: char| c.is_whitespace() || c == '(' || c == ')') {
@@ -31,17 +32,38 @@ fn normalize(out: &str, ids: &mut Vec<String>) -> String {
                 ids.len() - 1
             });
             s.push_str(&format!("<lease{i}>{tail}"));
-        } else if let Some(n) = w
-            .strip_prefix("remaining")
-            .and_then(|r| r.strip_suffix('s'))
+        } else if s.ends_with("remaining(")
+            && let Some(n) = w.strip_suffix('s').and_then(|n| n.parse::<i64>().ok())
         {
-            let _ = n;
-            s.push_str(&format!("remaining<n>{tail}"));
+            assert!(
+                (-1..=60).contains(&n),
+                "implausible remaining TTL {n} in {out}"
+            );
+            s.push_str(&format!("<n>s{tail}"));
         } else {
             s.push_str(word);
         }
     }
     s
+}
+
+/// Sorts the key lists of TimeToLive output (`attached keys([a b])` and
+/// JSON `"keys":[...]`): etcd lists a lease's keys in map order, which
+/// varies from call to call.
+fn sort_key_lists(s: &str) -> String {
+    let mut out = s.to_string();
+    for (open, close, sep) in [("attached keys([", "])", " "), ("\"keys\":[", "]", ",")] {
+        if let Some(i) = out.find(open) {
+            let start = i + open.len();
+            if let Some(len) = out[start..].find(close) {
+                let mut items: Vec<&str> = out[start..start + len].split(sep).collect();
+                items.sort_unstable();
+                let joined = items.join(sep);
+                out = format!("{}{}{}", &out[..start], joined, &out[start + len..]);
+            }
+        }
+    }
+    out
 }
 
 /// Masks the number after `"field":` in JSON output (lease ids are chosen
@@ -80,7 +102,7 @@ fn etcdctl_lease_transcript(etcdctl: &std::path::Path, endpoint: &str) -> Vec<St
         let t = format!(
             "$ {}\n[ok={ok}]\n{}{}",
             normalize(&cmd, ids),
-            mask_json(&mask_json(&normalize(&o, ids), "id"), "ttl"),
+            sort_key_lists(&mask_json(&mask_json(&normalize(&o, ids), "id"), "ttl")),
             normalize(&e.join("\n"), ids)
         );
         out.push(t.clone());
