@@ -44,13 +44,29 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(*cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match runtime.block_on(run(*cfg)) {
+        Ok(()) => 0,
         Err(e) => {
             tracing::error!(error = %e, "oxcd stopped");
-            ExitCode::from(1)
+            1
         }
-    }
+    };
+    exit_now(code)
+}
+
+/// Ends the process without running C++ static destructors. The raft
+/// thread, the lease timer and RocksDB's own threads may still be inside
+/// RocksDB, and destroying RocksDB's statics under them aborts the process
+/// ("pthread lock: Invalid argument"). Nothing is lost: every acknowledged
+/// write is already fsynced, and what the applier wrote since is in the
+/// operating system's page cache (and would be replayed from the raft log
+/// anyway).
+fn exit_now(code: i32) -> ! {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` only ends the process; no Rust state is used after.
+    unsafe { libc::_exit(code) }
 }
 
 async fn run(cfg: config::Config) -> oxcd::Result<()> {
@@ -73,7 +89,9 @@ async fn run(cfg: config::Config) -> oxcd::Result<()> {
         tracing::info!("received signal; shutting down");
         stop.cancel();
     });
-    oxcd::api::serve(server, listeners, shutdown).await
+    let result = oxcd::api::serve(server.clone(), listeners, shutdown).await;
+    server.shutdown();
+    result
 }
 
 async fn wait_for_signal() {

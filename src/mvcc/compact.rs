@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use super::key;
 use super::record::Record;
 use crate::error::{Error, Result};
-use crate::storage::{Cf, Db, meta_key};
+use crate::storage::{Cf, Db, KvWalk, meta_key};
 
 /// How many `rev` entries one chunk handles before writing its deletions.
 const CHUNK_ENTRIES: usize = 1000;
@@ -172,7 +172,7 @@ pub fn compact(db: &Db, rev: i64) -> Result<u64> {
 /// Deletes the versions of `uk` hidden by a compaction at `rev`.
 fn drop_old_versions(db: &Db, wb: &mut WriteBatch, uk: &[u8], rev: i64) -> Result<u64> {
     let prefix = key::prefix(uk);
-    let mut it = db.raw().raw_iterator_cf(db.cf(Cf::Kv));
+    let mut it = db.kv_iter(rocksdb::ReadOptions::default(), KvWalk::OneKey);
     let mut start = prefix.clone();
     start.extend_from_slice(&key::inverted(rev));
     it.seek(&start);

@@ -161,7 +161,10 @@ mod tests {
         overlay.insert(b"c".to_vec(), b"ov".to_vec());
         overlay.insert(b"f".to_vec(), b"ov".to_vec());
 
-        let it = db.raw().raw_iterator_cf(db.cf(Cf::Kv));
+        let it = db.kv_iter(
+            rocksdb::ReadOptions::default(),
+            crate::storage::KvWalk::Range,
+        );
         let mut c = MergedCursor::new(DbCursor::new(it), &overlay);
         c.seek(b"");
         let mut seen = vec![];

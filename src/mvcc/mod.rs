@@ -33,7 +33,7 @@ use rocksdb::{ReadOptions, WriteBatch};
 use crate::error::{Error, Result};
 use crate::proto::mvccpb::event::EventType;
 use crate::proto::mvccpb::{Event, KeyValue};
-use crate::storage::{Cf, Db, meta_key};
+use crate::storage::{Cf, Db, KvWalk, meta_key};
 use cursor::{Cursor, DbCursor, MergedCursor};
 use record::Record;
 
@@ -260,6 +260,14 @@ fn resolve_rev(requested: i64, view_rev: i64, compact_rev: i64) -> Result<i64> {
     Ok(rev)
 }
 
+/// How a walk over `range` moves through the `kv` CF.
+fn walk_of(range: KeyRange<'_>) -> KvWalk {
+    match range {
+        KeyRange::Key(_) => KvWalk::OneKey,
+        KeyRange::Range { .. } => KvWalk::Range,
+    }
+}
+
 /// Calls `f(user_key, mod_rev, record)` for each key in `range` that is live
 /// at revision `at`, in key order, until `f` returns `false`.
 fn scan<C: Cursor>(
@@ -439,7 +447,7 @@ impl KvRead for ReadView<'_> {
         {
             ro.set_iterate_upper_bound(key::prefix(end));
         }
-        let it = self.db.raw().raw_iterator_cf_opt(self.db.cf(Cf::Kv), ro);
+        let it = self.db.kv_iter(ro, walk_of(range));
         collect(&mut DbCursor::new(it), range, at, self.rev, opts)
     }
 }
@@ -601,8 +609,8 @@ impl WriteTxn<'_> {
         !self.pending.is_empty()
     }
 
-    fn cursor(&self) -> MergedCursor<'_> {
-        let it = self.db.raw().raw_iterator_cf(self.db.cf(Cf::Kv));
+    fn cursor(&self, walk: KvWalk) -> MergedCursor<'_> {
+        let it = self.db.kv_iter(ReadOptions::default(), walk);
         MergedCursor::new(DbCursor::new(it), &self.batch.overlay)
     }
 
@@ -610,7 +618,7 @@ impl WriteTxn<'_> {
     pub fn put(&mut self, k: &Bytes, value: &Bytes, lease: i64) -> Result<i64> {
         let rev = self.begin_rev + 1;
         let (create_rev, version, old_lease) = {
-            let mut c = self.cursor();
+            let mut c = self.cursor(KvWalk::OneKey);
             let mut found = (rev, 0, 0);
             scan(&mut c, KeyRange::Key(k), rev, |_, _, rec| {
                 if let Record::Put {
@@ -645,7 +653,7 @@ impl WriteTxn<'_> {
         let at = self.begin_rev + i64::from(self.changed());
         let mut keys = Vec::new();
         {
-            let mut c = self.cursor();
+            let mut c = self.cursor(walk_of(range));
             scan(&mut c, range, at, |k, _, rec| {
                 let lease = match rec {
                     Record::Put { lease, .. } => lease,
@@ -757,7 +765,7 @@ impl KvRead for WriteTxn<'_> {
     fn range(&self, range: KeyRange<'_>, opts: &RangeOptions) -> Result<RangeResult> {
         let view_rev = self.rev();
         let at = resolve_rev(opts.rev, view_rev, self.batch.compact_rev)?;
-        collect(&mut self.cursor(), range, at, view_rev, opts)
+        collect(&mut self.cursor(walk_of(range)), range, at, view_rev, opts)
     }
 }
 

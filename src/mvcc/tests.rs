@@ -259,7 +259,10 @@ fn compaction_hides_old_revisions_and_removes_only_invisible_versions() {
     // Exactly the invisible versions are gone: a@2 (superseded by a@3 <= 4).
     let versions = |k: &str| {
         let prefix = key::prefix(k.as_bytes());
-        let mut it = t.db.raw().raw_iterator_cf(t.db.cf(crate::storage::Cf::Kv));
+        let mut it = t.db.kv_iter(
+            rocksdb::ReadOptions::default(),
+            crate::storage::KvWalk::Range,
+        );
         it.seek(&prefix);
         let mut out = vec![];
         while let Some(k) = it.key() {

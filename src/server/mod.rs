@@ -210,6 +210,14 @@ impl Server {
         &self.hub
     }
 
+    /// Prepares for the process to end: waits for RocksDB's background
+    /// flushes and compactions to stop, so none is cut off halfway (which
+    /// is safe, but leaves work to redo).
+    pub fn shutdown(&self) {
+        self.store.db().raw().cancel_all_background_work(true);
+        tracing::info!("stopped background storage work");
+    }
+
     /// Whether a leader is known (for `hasleader` metadata).
     pub fn has_leader(&self) -> bool {
         self.raft.status.leader.load(Ordering::Acquire) != 0
