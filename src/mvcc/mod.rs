@@ -17,6 +17,7 @@
 //!
 //! etcd counterparts: `kvstore.go`, `kvstore_txn.go`, `kvstore_compaction.go`.
 
+pub mod anchors;
 pub mod compact;
 pub mod cursor;
 pub mod key;
@@ -24,8 +25,8 @@ pub mod record;
 pub mod watch;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rocksdb::{ReadOptions, WriteBatch};
@@ -34,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::proto::mvccpb::event::EventType;
 use crate::proto::mvccpb::{Event, KeyValue};
 use crate::storage::{Cf, Db, KvWalk, meta_key};
+use anchors::CountAnchors;
 use cursor::{Cursor, DbCursor, MergedCursor};
 use record::Record;
 
@@ -105,6 +107,7 @@ pub struct Store {
     db: Arc<Db>,
     current_rev: AtomicI64,
     compact_rev: AtomicI64,
+    anchors: Mutex<CountAnchors>,
 }
 
 impl Store {
@@ -120,6 +123,7 @@ impl Store {
             db,
             current_rev: AtomicI64::new(current),
             compact_rev: AtomicI64::new(compact),
+            anchors: Mutex::new(CountAnchors::default()),
         })
     }
 
@@ -149,6 +153,7 @@ impl Store {
         let compact_rev = self.compact_rev();
         ReadView {
             db: &self.db,
+            anchors: &self.anchors,
             snapshot,
             rev,
             compact_rev,
@@ -163,6 +168,7 @@ impl Store {
         let compact_rev = self.compact_rev();
         ReadView {
             db: &self.db,
+            anchors: &self.anchors,
             snapshot,
             rev,
             compact_rev,
@@ -381,6 +387,76 @@ fn collect<C: Cursor>(
     })
 }
 
+/// [`collect`] for snapshot reads, using and leaving count anchors (see
+/// [`anchors`]) when the read is limited or count-only.
+fn collect_anchored<C: Cursor>(
+    c: &mut C,
+    range: KeyRange<'_>,
+    at: i64,
+    view_rev: i64,
+    opts: &RangeOptions,
+    anchors: &Mutex<CountAnchors>,
+) -> Result<RangeResult> {
+    let KeyRange::Range { start, end } = range else {
+        return collect(c, range, at, view_rev, opts);
+    };
+    if !opts.count_only && opts.limit == 0 {
+        return collect(c, range, at, view_rev, opts);
+    }
+    let lookup = |from: &[u8]| {
+        anchors
+            .lock()
+            .ok()
+            .and_then(|a| a.first_from(end, at, from))
+    };
+    let page_full = |n: usize| opts.count_only || n >= opts.limit;
+    let mut next = lookup(start);
+    let mut kvs = Vec::new();
+    // Keys seen before the current one.
+    let mut count = 0i64;
+    // The whole count, once an anchor gives it.
+    let mut total = None;
+    // The first key past the page, and how many keys precede it.
+    let mut beyond: Option<(Vec<u8>, i64)> = None;
+    scan(c, range, at, |k, main, rec| {
+        while let Some((p, n)) = &next {
+            match k.cmp(p.as_slice()) {
+                std::cmp::Ordering::Less => break,
+                std::cmp::Ordering::Equal => {
+                    total = Some(count + n);
+                    next = None;
+                }
+                // Passed an anchor without meeting it: only a stale one
+                // could do that; try the next.
+                std::cmp::Ordering::Greater => next = lookup(k),
+            }
+        }
+        if page_full(kvs.len()) {
+            if beyond.is_none() {
+                beyond = Some((k.to_vec(), count));
+            }
+            if total.is_some() {
+                return Ok(false);
+            }
+        } else {
+            kvs.push(to_key_value(k, main, rec, opts.keys_only));
+        }
+        count += 1;
+        Ok(true)
+    })?;
+    let count = total.unwrap_or(count);
+    if let Some((key, before)) = beyond
+        && let Ok(mut a) = anchors.lock()
+    {
+        a.insert(end, at, key, count - before);
+    }
+    Ok(RangeResult {
+        kvs,
+        count,
+        rev: view_rev,
+    })
+}
+
 fn to_key_value(k: &[u8], main: i64, rec: Record<'_>, keys_only: bool) -> KeyValue {
     match rec {
         Record::Put {
@@ -421,6 +497,7 @@ pub trait KvRead {
 /// A consistent snapshot of the store at one revision.
 pub struct ReadView<'a> {
     db: &'a Db,
+    anchors: &'a Mutex<CountAnchors>,
     snapshot: rocksdb::Snapshot<'a>,
     rev: i64,
     compact_rev: i64,
@@ -448,7 +525,14 @@ impl KvRead for ReadView<'_> {
             ro.set_iterate_upper_bound(key::prefix(end));
         }
         let it = self.db.kv_iter(ro, walk_of(range));
-        collect(&mut DbCursor::new(it), range, at, self.rev, opts)
+        collect_anchored(
+            &mut DbCursor::new(it),
+            range,
+            at,
+            self.rev,
+            opts,
+            self.anchors,
+        )
     }
 }
 
