@@ -683,6 +683,8 @@ impl Config {
             max_txn_ops: usize::try_from(self.max_txn_ops).unwrap_or(usize::MAX),
             watch_progress_notify_interval: self.watch_progress_notify_interval,
             lease_checkpoint_interval: self.lease_checkpoint_interval,
+            quota_backend_bytes: self.quota_backend_bytes,
+            advertise_client_urls: self.advertise_client_urls.clone(),
         }
     }
 }

@@ -9,6 +9,8 @@
 pub const ETCD_API_VERSION: &str = "3.6.0";
 /// The etcd cluster version reported alongside.
 pub const ETCD_CLUSTER_VERSION: &str = "3.6.0";
+/// The storage schema version reported (etcd 3.6's schema level).
+pub const STORAGE_VERSION: &str = "3.6.0";
 /// oxcd's own version.
 pub const OXCD_VERSION: &str = env!("CARGO_PKG_VERSION");
 

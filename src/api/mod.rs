@@ -2,14 +2,19 @@
 //! validates its request, calls [`crate::server::Server`], and fills the
 //! response header (etcd: `server/etcdserver/api/v3rpc`).
 //!
-//! Served so far: `etcdserverpb.KV`, `Watch` and `Lease`, `v3lockpb.Lock`,
-//! `v3electionpb.Election`. Other services
-//! answer `Unimplemented` (see docs/COMPATIBILITY.md).
+//! Served so far: `etcdserverpb.KV`, `Watch`, `Lease`, `Cluster` (MemberList)
+//! and `Maintenance` (see `maintenance`), `v3lockpb.Lock`,
+//! `v3electionpb.Election`, `grpc.health.v1.Health`, and etcd's HTTP
+//! endpoints on the same port (`etcdhttp`). Other RPCs answer `Unimplemented`
+//! (see docs/COMPATIBILITY.md).
 
+pub mod cluster;
 pub mod concurrency;
+pub mod etcdhttp;
 pub mod header;
 pub mod kv;
 pub mod lease;
+pub mod maintenance;
 pub mod validate;
 pub mod watch;
 
@@ -24,8 +29,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
+use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
@@ -71,16 +78,33 @@ pub async fn serve(
     let election = ElectionServer::new(concurrency::ElectionService::new(server.clone()))
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
+    let cluster = ClusterServer::new(cluster::ClusterService::new(server.clone()))
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX);
+    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(server.clone()))
+        .max_decoding_message_size(max_recv)
+        .max_encoding_message_size(usize::MAX);
+    // grpc.health.v1.Health: the server ("") is SERVING, as in etcd.
+    let (_health_reporter, health) = tonic_health::server::health_reporter();
     let mut tasks = tokio::task::JoinSet::new();
     for (url, listener) in listeners {
+        let http_server = server.clone();
         let router = tonic::transport::Server::builder()
             .max_concurrent_streams(u32::MAX)
+            // etcd serves HTTP/1.1 (health, version) on the gRPC port.
+            .accept_http1(true)
+            .layer(tower_layer::layer_fn(move |s| {
+                etcdhttp::HttpEndpoints::new(s, http_server.clone())
+            }))
             .layer(tower_layer::layer_fn(GrpcLimitStatus))
             .add_service(kv.clone())
             .add_service(watch.clone())
             .add_service(lease.clone())
+            .add_service(cluster.clone())
+            .add_service(maintenance.clone())
             .add_service(lock.clone())
-            .add_service(election.clone());
+            .add_service(election.clone())
+            .add_service(health.clone());
         let shutdown = shutdown.clone();
         tracing::info!(address = %url, "serving client traffic insecurely; this is strongly discouraged!");
         tasks.spawn(async move {

@@ -20,6 +20,7 @@
 pub mod anchors;
 pub mod compact;
 pub mod cursor;
+pub mod hash;
 pub mod key;
 pub mod record;
 pub mod watch;
@@ -37,6 +38,7 @@ use crate::proto::mvccpb::{Event, KeyValue};
 use crate::storage::{Cf, Db, KvWalk, meta_key};
 use anchors::CountAnchors;
 use cursor::{Cursor, DbCursor, MergedCursor};
+pub use hash::KvHash;
 use record::Record;
 
 /// Event kinds as stored in the `rev` column family.

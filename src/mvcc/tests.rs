@@ -413,3 +413,36 @@ fn paged_counts_stay_exact_with_count_anchors() {
     compact::compact(&t.db, compact_at).unwrap();
     check(compact_at);
 }
+
+#[test]
+fn hash_kv_depends_on_history_not_on_physical_compaction() {
+    let t = open();
+    t.put("a", "1"); // 2
+    t.put("a", "2"); // 3
+    t.put("b", "1"); // 4
+    t.del("b", ""); // 5
+    t.put("c", "1"); // 6
+    let at5 = t.store.hash_kv(5).unwrap();
+    let now = t.store.hash_kv(0).unwrap();
+    assert_eq!(
+        (now.hash_rev, now.current_rev, now.compact_rev),
+        (6, 6, -1),
+        "never compacted: -1, as etcd"
+    );
+    assert_ne!(at5.hash, now.hash, "revision 6 adds c");
+    assert_eq!(t.store.hash_kv(5).unwrap(), at5, "deterministic");
+    assert_eq!(t.store.hash_kv(7), Err(Error::FutureRev));
+
+    let mut b = t.store.begin_batch();
+    b.compact(5).unwrap();
+    t.store.commit(b).unwrap();
+    let logical = t.store.hash_kv(6).unwrap();
+    assert_eq!(logical.compact_rev, 5);
+    compact::compact(&t.db, 5).unwrap();
+    let physical = t.store.hash_kv(6).unwrap();
+    assert_eq!(logical, physical, "physical compaction changes nothing");
+    assert_eq!(t.store.hash_kv(4), Err(Error::Compacted));
+    t.put("a", "3");
+    assert_ne!(t.store.hash_kv(0).unwrap().hash, physical.hash);
+    assert_eq!(t.store.hash_kv(6).unwrap().hash, physical.hash);
+}

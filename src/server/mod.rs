@@ -62,6 +62,10 @@ pub struct ServerConfig {
     pub watch_progress_notify_interval: Duration,
     /// How often the leader checkpoints remaining lease TTLs.
     pub lease_checkpoint_interval: Duration,
+    /// `--quota-backend-bytes` (0: etcd's default).
+    pub quota_backend_bytes: i64,
+    /// `--advertise-client-urls`, for the member list.
+    pub advertise_client_urls: Vec<String>,
 }
 
 impl ServerConfig {
@@ -69,6 +73,15 @@ impl ServerConfig {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(5) + 2 * self.election_timeout
     }
+}
+
+/// A copy of raft's state (see [`Server::raft_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftState {
+    pub term: u64,
+    pub leader: u64,
+    pub commit: u64,
+    pub applied: u64,
 }
 
 /// The running member.
@@ -238,6 +251,52 @@ impl Server {
 
     pub fn member_id(&self) -> u64 {
         self.member_id
+    }
+
+    /// Raft's view as of the last Ready: term, leader, commit and applied
+    /// index.
+    pub fn raft_state(&self) -> RaftState {
+        let st = &self.raft.status;
+        RaftState {
+            term: st.term.load(Ordering::Acquire),
+            leader: st.leader.load(Ordering::Acquire),
+            commit: st.commit.load(Ordering::Acquire),
+            applied: st.applied.load(Ordering::Acquire),
+        }
+    }
+
+    /// Bytes the backend takes (files and memtables) and bytes of it in
+    /// live use, for Status' `dbSize` and `dbSizeInUse`.
+    pub fn db_sizes(&self) -> (u64, u64) {
+        let db = self.store.db();
+        let size = db.approximate_size();
+        (size, db.live_size().min(size))
+    }
+
+    /// Compacts every column family fully, dropping what deletes and
+    /// compactions left behind (etcd: defragmenting the bbolt file).
+    pub async fn defragment(&self) -> Result<()> {
+        let db = self.store.db().clone();
+        tokio::task::spawn_blocking(move || db.compact_all())
+            .await
+            .map_err(|e| Error::internal(format!("defragment: {e}")))?
+    }
+
+    /// HashKV: a CRC-32C over the key-value history at `rev` (0 = current)
+    /// that does not depend on when compactions ran physically.
+    pub fn hash_kv(&self, rev: i64) -> Result<crate::mvcc::KvHash> {
+        self.store.hash_kv(rev)
+    }
+
+    /// This member as the member list shows it.
+    pub fn member(&self) -> crate::proto::etcdserverpb::Member {
+        crate::proto::etcdserverpb::Member {
+            id: self.member_id,
+            name: self.cfg.name.clone(),
+            peer_ur_ls: self.cfg.initial_advertise_peer_urls.clone(),
+            client_ur_ls: self.cfg.advertise_client_urls.clone(),
+            is_learner: false,
+        }
     }
 
     pub fn cluster_id(&self) -> u64 {

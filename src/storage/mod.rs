@@ -245,6 +245,36 @@ impl Db {
         }
         total
     }
+
+    /// Estimated bytes of live data (what a full compaction would keep)
+    /// plus memtables, over all CFs.
+    pub fn live_size(&self) -> u64 {
+        let mut total = 0;
+        for cf in Cf::ALL {
+            for prop in [
+                "rocksdb.estimate-live-data-size",
+                "rocksdb.cur-size-all-mem-tables",
+            ] {
+                if let Ok(Some(v)) = self.db.property_int_value_cf(self.cf(cf), prop) {
+                    total += v;
+                }
+            }
+        }
+        total
+    }
+
+    /// Flushes and fully compacts every CF, so deleted and overwritten data
+    /// leave the files.
+    pub fn compact_all(&self) -> Result<()> {
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for cf in Cf::ALL {
+            self.db.flush_cf(self.cf(cf))?;
+            self.db
+                .compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &opts);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

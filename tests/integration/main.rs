@@ -10,6 +10,7 @@ mod crash;
 mod differential;
 mod etcdctl;
 mod lease;
+mod maintenance;
 mod server;
 mod watch;
 mod watch_checker;
