@@ -357,13 +357,14 @@ def main():
             ax1.bar(xs, [med(sid, w, "ops_per_sec") or 0 for w in ids], width,
                     label=labels[sid])
             ax2.bar(xs, [med(sid, w, "p99_ms") or 0 for w in ids], width, label=labels[sid])
-        for ax, title in ((ax1, "throughput (ops/s, higher is better)"),
+        for ax, title in ((ax1, "throughput (ops/s, log scale, higher is better)"),
                           (ax2, "p99 latency (ms, log scale, lower is better)")):
             ax.set_xticks(range(len(ids)))
             ax.set_xticklabels(ids, rotation=20, ha="right")
             ax.set_title(title)
             ax.legend()
             ax.grid(axis="y", alpha=0.3)
+        ax1.set_yscale("log")
         ax2.set_yscale("log")
         fig.tight_layout()
         fig.savefig(chart, dpi=90)

@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tonic::body::Body;
 
+use crate::metrics::{self, METRICS};
 use crate::proto::etcdserverpb::RangeRequest;
 use crate::server::Server;
 use crate::version;
@@ -65,7 +66,26 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         if is_grpc(&req) {
-            return Box::pin(self.inner.call(req));
+            let Some(method) = metrics::grpc_method(req.uri().path()) else {
+                return Box::pin(self.inner.call(req));
+            };
+            METRICS.grpc_started(method);
+            let fut = self.inner.call(req);
+            return Box::pin(async move {
+                let resp = fut.await?;
+                // A call that fails at once has its status in the headers
+                // ("trailers-only"); otherwise it is in the trailers.
+                if let Some(status) = tonic::Status::from_header_map(resp.headers()) {
+                    METRICS.grpc_handled(method, status.code());
+                    return Ok(resp);
+                }
+                Ok(resp.map(|body| {
+                    Body::new(CountingBody {
+                        inner: body,
+                        method: Some(method),
+                    })
+                }))
+            });
         }
         let server = self.server.clone();
         Box::pin(async move {
@@ -78,6 +98,52 @@ where
             add_cors_headers(resp.headers_mut());
             Ok(resp.map(Body::new))
         })
+    }
+}
+
+/// A gRPC response body that counts the call as handled when its
+/// trailers (with `grpc-status`) pass.
+struct CountingBody {
+    inner: Body,
+    method: Option<metrics::GrpcMethod>,
+}
+
+impl http_body::Body for CountingBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref()
+                    && let Some(method) = self.method.take()
+                {
+                    let code = tonic::Status::from_header_map(trailers)
+                        .map_or(tonic::Code::Ok, |s| s.code());
+                    METRICS.grpc_handled(method, code);
+                }
+            }
+            // Ended without a status (the stream was cut off).
+            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
+                if let Some(method) = self.method.take() {
+                    METRICS.grpc_handled(method, tonic::Code::Unknown);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -149,6 +215,13 @@ pub async fn handle(server: &Server, method: &Method, uri: &http::Uri) -> Respon
                 ),
             );
         }
+        // Any method, as etcd's Prometheus handler.
+        "/metrics" => {
+            return ok(
+                "text/plain; version=0.0.4; charset=utf-8; escaping=underscores",
+                metrics::render(&server.metric_gauges()),
+            );
+        }
         "/livez" => ("livez", LIVEZ_CHECKS),
         "/readyz" => ("readyz", READYZ_CHECKS),
         _ => {
@@ -195,6 +268,12 @@ async fn health(server: &Server, query: &Query) -> Response<String> {
             .await
             .map_err(|e| format!("RANGE ERROR:{e}"))
     };
+    let counter = if verdict.is_ok() {
+        &METRICS.health_success
+    } else {
+        &METRICS.health_failures
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match verdict {
         Ok(()) => ok(
             "text/plain; charset=utf-8",

@@ -26,9 +26,6 @@ use crate::proto::etcdserverpb::{
 use crate::server::Server;
 use crate::version;
 
-/// etcd's quota when `--quota-backend-bytes` is 0 (`DefaultQuotaBytes`).
-pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
-
 pub struct MaintenanceService {
     server: Arc<Server>,
 }
@@ -43,7 +40,6 @@ impl MaintenanceService {
 pub fn status(server: &Server) -> StatusResponse {
     let raft = server.raft_state();
     let (db_size, in_use) = server.db_sizes();
-    let quota = server.config().quota_backend_bytes;
     let mut errors = Vec::new();
     if raft.leader == 0 {
         errors.push(Error::NoLeader.message().to_string());
@@ -62,11 +58,7 @@ pub fn status(server: &Server) -> StatusResponse {
         db_size_in_use: i64::try_from(in_use).unwrap_or(i64::MAX),
         is_learner: false,
         storage_version: version::STORAGE_VERSION.to_string(),
-        db_size_quota: if quota > 0 {
-            quota
-        } else {
-            DEFAULT_QUOTA_BYTES
-        },
+        db_size_quota: server.quota_bytes(),
         downgrade_info: Some(DowngradeInfo {
             enabled: false,
             target_version: String::new(),

@@ -227,7 +227,11 @@ impl Store {
                 .wb
                 .put_cf(meta, meta_key::APPLIED_TERM, term.to_be_bytes());
         }
+        let started = std::time::Instant::now();
         self.db.write(batch.wb)?;
+        crate::metrics::METRICS
+            .backend_commit
+            .observe(started.elapsed());
         Ok(Committed {
             events: batch.events,
             rev: batch.current_rev,
@@ -702,6 +706,9 @@ impl WriteTxn<'_> {
 
     /// Writes a new version of `key`; returns the new revision.
     pub fn put(&mut self, k: &Bytes, value: &Bytes, lease: i64) -> Result<i64> {
+        crate::metrics::METRICS
+            .put_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let rev = self.begin_rev + 1;
         let (create_rev, version, old_lease) = {
             let mut c = self.cursor(KvWalk::OneKey);
@@ -736,6 +743,9 @@ impl WriteTxn<'_> {
     /// Deletes every live key in `range`; returns (number deleted, revision
     /// for the header) as etcd's `DeleteRange` does.
     pub fn delete_range(&mut self, range: KeyRange<'_>) -> Result<(i64, i64)> {
+        crate::metrics::METRICS
+            .delete_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let at = self.begin_rev + i64::from(self.changed());
         let mut keys = Vec::new();
         {

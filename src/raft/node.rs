@@ -229,7 +229,12 @@ impl Runner {
         }
         let mut ready = self.node.ready();
         if let Some(ss) = ready.ss() {
-            self.status.leader.store(ss.leader_id, Ordering::Release);
+            let previous = self.status.leader.swap(ss.leader_id, Ordering::AcqRel);
+            if ss.leader_id != 0 && ss.leader_id != previous {
+                crate::metrics::METRICS
+                    .leader_changes
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             if ss.raft_state == StateRole::Leader {
                 tracing::info!(
                     member_id = format!("{:x}", self.cfg.id),

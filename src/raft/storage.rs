@@ -166,7 +166,9 @@ impl RaftStorage {
                 hs.write_to_bytes().map_err(Error::internal)?,
             );
         }
+        let started = std::time::Instant::now();
         self.db.write_synced(wb)?;
+        crate::metrics::METRICS.wal_fsync.observe(started.elapsed());
         if let Some(hs) = hs {
             self.hard_state = hs.clone();
         }

@@ -46,6 +46,10 @@ use wait::{IdGenerator, Wait};
 /// than this many entries (etcd: `maxGapBetweenApplyAndCommitIndex`).
 const MAX_APPLY_LAG: u64 = 5000;
 
+/// etcd's backend quota when `--quota-backend-bytes` is 0
+/// (`DefaultQuotaBytes`, 2 GiB).
+pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
+
 /// What the server needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -288,6 +292,36 @@ impl Server {
         self.store.hash_kv(rev)
     }
 
+    /// The backend quota: `--quota-backend-bytes`, or etcd's default when
+    /// it is 0.
+    pub fn quota_bytes(&self) -> i64 {
+        if self.cfg.quota_backend_bytes > 0 {
+            self.cfg.quota_backend_bytes
+        } else {
+            DEFAULT_QUOTA_BYTES
+        }
+    }
+
+    /// What `/metrics` reports about this member.
+    pub fn metric_gauges(&self) -> crate::metrics::MemberGauges {
+        let raft = self.raft_state();
+        let (db_size, db_size_in_use) = self.db_sizes();
+        crate::metrics::MemberGauges {
+            member_id: self.member_id,
+            has_leader: raft.leader != 0,
+            is_leader: raft.leader == self.member_id,
+            committed: raft.commit,
+            applied: raft.applied,
+            db_size,
+            db_size_in_use,
+            quota: self.quota_bytes(),
+            current_rev: self.store.current_rev(),
+            compact_rev: self.store.compact_rev(),
+            server_version: crate::version::ETCD_API_VERSION,
+            cluster_version: crate::version::ETCD_CLUSTER_VERSION,
+        }
+    }
+
     /// This member as the member list shows it.
     pub fn member(&self) -> crate::proto::etcdserverpb::Member {
         crate::proto::etcdserverpb::Member {
@@ -339,12 +373,24 @@ impl Server {
             wait: &self.wait,
             id,
         };
-        self.raft.propose(id, data)?;
-        match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::Stopped),
-            Err(_) => Err(Error::Timeout),
+        let m = &crate::metrics::METRICS;
+        m.proposals_pending.fetch_add(1, Ordering::Relaxed);
+        let result = match self.raft.propose(id, data) {
+            Err(e) => Err(e),
+            Ok(()) => match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(Error::Stopped),
+                Err(_) => Err(Error::Timeout),
+            },
+        };
+        m.proposals_pending.fetch_sub(1, Ordering::Relaxed);
+        if matches!(
+            result,
+            Err(Error::Stopped | Error::Timeout | Error::ProposalDropped)
+        ) {
+            m.proposals_failed.fetch_add(1, Ordering::Relaxed);
         }
+        result
     }
 
     /// Waits until a local read reflects every write acknowledged so far.
@@ -395,6 +441,9 @@ impl Server {
     /// Txn: read-only transactions are served locally (after a read barrier
     /// unless every range is serializable); the rest go through raft.
     pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse> {
+        crate::metrics::METRICS
+            .txn_total
+            .fetch_add(1, Ordering::Relaxed);
         if txn::is_txn_read_only(&r) {
             if !txn::is_txn_serializable(&r) {
                 self.read_barrier().await?;

@@ -78,6 +78,9 @@ fn store_limit(r: &RangeRequest) -> usize {
 
 /// etcd's `executeRange`.
 pub fn range(rv: &impl KvRead, r: &RangeRequest) -> Result<RangeResponse> {
+    crate::metrics::METRICS
+        .range_total
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let opts = RangeOptions {
         limit: store_limit(r),
         rev: r.revision,

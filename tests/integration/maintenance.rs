@@ -63,11 +63,28 @@ fn http(endpoint: &str, method: &str, path: &str) -> HttpReply {
         .filter_map(|l| l.split_once(": "))
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
         .collect();
-    HttpReply {
+    let mut reply = HttpReply {
         status,
         headers,
         body: body.to_string(),
+    };
+    if reply.header("transfer-encoding") == Some("chunked") {
+        reply.body = dechunk(&reply.body);
     }
+    reply
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
 }
 
 /// What must be equal between etcd and oxcd: status, the headers clients
@@ -391,4 +408,79 @@ async fn grpc_health_service_answers_like_etcd() {
         seen.push(unknown.code());
     }
     assert_eq!(seen[0], seen[1]);
+}
+
+/// `# TYPE` lines: metric family name -> type.
+fn metric_families(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect()
+}
+
+/// The value of one sample line (name with labels, exactly).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_use_etcds_names_and_count() {
+    let etcd = Proc::etcd(etcd_new());
+    let oxcd = Proc::oxcd();
+    let etcd_text = http(&etcd.endpoint(), "GET", "/metrics").body;
+    let before = http(&oxcd.endpoint(), "GET", "/metrics");
+    assert_eq!(before.status, 200);
+    assert_eq!(
+        before.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8; escaping=underscores")
+    );
+    let theirs = metric_families(&etcd_text);
+    let ours = metric_families(&before.body);
+    assert!(ours.len() >= 30, "{ours:?}");
+    for (name, kind) in &ours {
+        assert_eq!(
+            theirs.get(name),
+            Some(kind),
+            "{name} ({kind}) is not one of etcd's metrics"
+        );
+    }
+    let mut kv = oxcd.kv().await;
+    for i in 0..5 {
+        kv.put(PutRequest {
+            key: format!("m{i}").into(),
+            value: "v".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    http(&oxcd.endpoint(), "GET", "/health");
+    let after = http(&oxcd.endpoint(), "GET", "/metrics").body;
+    let b = &before.body;
+    assert_eq!(sample(&after, "etcd_server_has_leader"), 1.0);
+    assert_eq!(sample(&after, "etcd_server_is_leader"), 1.0);
+    assert_eq!(sample(&after, "etcd_debugging_mvcc_current_revision"), 6.0);
+    assert_eq!(
+        sample(&after, "etcd_mvcc_put_total") - sample(b, "etcd_mvcc_put_total"),
+        5.0
+    );
+    let put_ok = r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}"#;
+    assert_eq!(sample(&after, put_ok) - sample(b, put_ok), 5.0);
+    let fsyncs = "etcd_disk_wal_fsync_duration_seconds_count";
+    assert!(sample(&after, fsyncs) >= sample(b, fsyncs) + 1.0);
+    assert!(sample(&after, "etcd_server_proposals_applied_total") >= 6.0);
+    assert!(sample(&after, "etcd_server_health_success") >= 1.0);
+    assert!(sample(&after, "process_resident_memory_bytes") > 1e6);
+    // A failed call is counted with its code.
+    let mut m = MaintenanceClient::connect(oxcd.url()).await.unwrap();
+    m.hash_kv(HashKvRequest { revision: 999 })
+        .await
+        .unwrap_err();
+    let text = http(&oxcd.endpoint(), "GET", "/metrics").body;
+    let out_of_range = r#"grpc_server_handled_total{grpc_code="OutOfRange",grpc_method="HashKV",grpc_service="etcdserverpb.Maintenance",grpc_type="unary"}"#;
+    assert_eq!(sample(&text, out_of_range), 1.0);
 }
