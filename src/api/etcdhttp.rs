@@ -16,7 +16,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tonic::body::Body;
 
 use crate::metrics::{self, METRICS};
-use crate::proto::etcdserverpb::RangeRequest;
+use crate::proto::etcdserverpb::{AlarmType, RangeRequest};
 use crate::server::Server;
 use crate::version;
 
@@ -257,11 +257,24 @@ pub async fn handle(server: &Server, method: &Method, uri: &http::Uri) -> Respon
     run_checks(server, &selected, query.has("verbose")).await
 }
 
-/// `/health`: etcd's JSON verdict. No alarm is ever raised yet, so the
-/// alarm check (and `?exclude=`) has nothing to look at.
+/// `/health`: etcd's JSON verdict: alarms (unless excluded by type), the
+/// leader (unless `serializable=true`), then a read.
 async fn health(server: &Server, query: &Query) -> Response<String> {
     let serializable = query.first("serializable") == Some("true");
-    let verdict = if !serializable && !server.has_leader() {
+    let excluded = query.all("exclude");
+    let alarm = server
+        .alarms(AlarmType::None as i32)
+        .into_iter()
+        .filter_map(|a| AlarmType::try_from(a.alarm).ok())
+        .find(|t| !excluded.contains(&t.as_str_name()));
+    let verdict = if let Some(t) = alarm {
+        Err(match t {
+            AlarmType::Nospace => "ALARM NOSPACE",
+            AlarmType::Corrupt => "ALARM CORRUPT",
+            AlarmType::None => "ALARM UNKNOWN",
+        }
+        .to_string())
+    } else if !serializable && !server.has_leader() {
         Err("RAFT NO LEADER".to_string())
     } else {
         read_check(server, serializable)
@@ -299,8 +312,13 @@ async fn run_checks(server: &Server, names: &[&str], verbose: bool) -> Response<
     let mut failed = false;
     for name in names {
         let result = match *name {
-            // No alarm (CORRUPT included) is ever raised yet.
-            "data_corruption" => Ok(()),
+            "data_corruption" => {
+                if server.alarms(AlarmType::Corrupt as i32).is_empty() {
+                    Ok(())
+                } else {
+                    Err("alarm activated: CORRUPT".to_string())
+                }
+            }
             "serializable_read" => read_check(server, true).await,
             "linearizable_read" => read_check(server, false).await,
             // A single member is never a learner.

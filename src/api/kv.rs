@@ -19,7 +19,7 @@ use crate::proto::etcdserverpb::{
     PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, ResponseHeader, TxnRequest,
     TxnResponse,
 };
-use crate::server::{Server, txn};
+use crate::server::{Server, alarm, txn};
 
 /// First chunk size of a RangeStream; later chunks adapt to the response
 /// size (etcd: `initialStreamChunkLimit`).
@@ -132,6 +132,9 @@ impl Kv for KvService {
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let r = req.into_inner();
+        // etcd checks the quota before validating (its quota server wraps
+        // the KV server).
+        self.server.check_quota(alarm::cost_put(&r)).await?;
         check_put_request(&r)?;
         let mut resp = self.server.put(r).await?;
         fill(&self.server, &mut resp.header);
@@ -151,6 +154,7 @@ impl Kv for KvService {
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let r = req.into_inner();
+        self.server.check_quota(alarm::cost_txn(&r)).await?;
         check_txn_request(&r, self.server.config().max_txn_ops)?;
         check_intervals(&r.success)?;
         check_intervals(&r.failure)?;

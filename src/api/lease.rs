@@ -14,7 +14,7 @@ use crate::proto::etcdserverpb::{
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, ResponseHeader,
 };
-use crate::server::Server;
+use crate::server::{Server, alarm};
 
 pub struct LeaseService {
     server: Arc<Server>,
@@ -34,6 +34,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        self.server.check_quota(alarm::LEASE_OVERHEAD).await?;
         let mut resp = self.server.lease_grant(req.into_inner()).await?;
         fill(&self.server, &mut resp.header);
         Ok(Response::new(resp))

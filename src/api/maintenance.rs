@@ -1,8 +1,8 @@
 //! The `etcdserverpb.Maintenance` service (etcd:
 //! `server/etcdserver/api/v3rpc/maintenance.go`).
 //!
-//! Served: Status, Alarm (no alarm is ever raised yet, so GET lists none
-//! and DEACTIVATE affects none), Defragment, HashKV, MoveLeader and
+//! Served: Status, Alarm (see `server::alarm`), Defragment, HashKV,
+//! MoveLeader and
 //! Downgrade (oxcd cannot be downgraded to an older etcd). Hash and
 //! Snapshot answer `Unimplemented` (docs/COMPATIBILITY.md).
 
@@ -14,16 +14,15 @@ use tonic::{Request, Response, Status};
 
 use super::header::fill;
 use crate::error::Error;
-use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::downgrade_request::DowngradeAction;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeInfo,
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, DowngradeInfo,
     DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
     MoveLeaderRequest, MoveLeaderResponse, ResponseHeader, SnapshotRequest, SnapshotResponse,
     StatusRequest, StatusResponse,
 };
-use crate::server::Server;
+use crate::server::{Server, alarm};
 use crate::version;
 
 pub struct MaintenanceService {
@@ -43,6 +42,9 @@ pub fn status(server: &Server) -> StatusResponse {
     let mut errors = Vec::new();
     if raft.leader == 0 {
         errors.push(Error::NoLeader.message().to_string());
+    }
+    for a in server.alarms(AlarmType::None as i32) {
+        errors.push(alarm::describe(&a));
     }
     let mut header = None;
     fill(server, &mut header);
@@ -92,23 +94,9 @@ type Snapshots = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + S
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        let r = req.into_inner();
-        match AlarmAction::try_from(r.action) {
-            // No alarm is ever raised, so there is none to list or
-            // deactivate.
-            Ok(AlarmAction::Get) | Ok(AlarmAction::Deactivate) => {
-                let mut resp = AlarmResponse {
-                    header: None,
-                    alarms: vec![],
-                };
-                fill(&self.server, &mut resp.header);
-                Ok(Response::new(resp))
-            }
-            Ok(AlarmAction::Activate) => Err(Status::unimplemented(
-                "oxcd: activating alarms by request is not supported",
-            )),
-            Err(_) => Err(Error::Internal("etcdserver: unknown method".into()).into()),
-        }
+        let mut resp = self.server.alarm(req.into_inner()).await?;
+        fill(&self.server, &mut resp.header);
+        Ok(Response::new(resp))
     }
 
     async fn status(

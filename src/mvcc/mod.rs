@@ -577,6 +577,16 @@ impl Batch {
         self.aux.insert(key, Some(value));
     }
 
+    /// Writes `key` to the `meta` column family with the batch.
+    pub fn meta_put(&mut self, db: &Db, key: Vec<u8>, value: Vec<u8>) {
+        self.wb.put_cf(db.cf(Cf::Meta), key, value);
+    }
+
+    /// Deletes `key` from the `meta` column family with the batch.
+    pub fn meta_delete(&mut self, db: &Db, key: Vec<u8>) {
+        self.wb.delete_cf(db.cf(Cf::Meta), key);
+    }
+
     /// Deletes `key` from the `lease` column family.
     pub fn aux_delete(&mut self, db: &Db, key: Vec<u8>) {
         self.wb.delete_cf(db.cf(Cf::Lease), &key);

@@ -28,6 +28,7 @@ use prost::Message as _;
 use raft::prelude::{Entry, EntryType};
 use tokio::sync::watch;
 
+use super::alarm::{self, AlarmSet};
 use super::txn;
 use super::wait::Wait;
 use crate::error::{Error, Result};
@@ -36,9 +37,10 @@ use crate::mvcc::KeyRange;
 use crate::mvcc::compact::Compactor;
 use crate::mvcc::watch::WatchHub;
 use crate::mvcc::{Batch, Store};
+use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
-    ResponseHeader, TxnResponse,
+    AlarmMember, AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
 };
 use crate::proto::oxcdpb::{InternalRaftRequest, internal_raft_request::Request};
 use crate::raft::RaftStatus;
@@ -54,6 +56,7 @@ pub enum Response {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint,
+    Alarm(AlarmResponse),
 }
 
 pub type ApplyResult = Result<Response>;
@@ -75,6 +78,7 @@ pub struct Applier {
     compactor: Compactor,
     hub: Arc<WatchHub>,
     lessor: SharedLessor,
+    alarms: Arc<AlarmSet>,
     applied: u64,
 }
 
@@ -87,6 +91,7 @@ pub struct ApplierDeps {
     pub compactor: Compactor,
     pub hub: Arc<WatchHub>,
     pub lessor: SharedLessor,
+    pub alarms: Arc<AlarmSet>,
 }
 
 impl Applier {
@@ -100,6 +105,7 @@ impl Applier {
             compactor: d.compactor,
             hub: d.hub,
             lessor: d.lessor,
+            alarms: d.alarms,
             applied,
         }
     }
@@ -173,8 +179,44 @@ impl Applier {
         })
     }
 
+    /// Refuses what an active alarm forbids (etcd: the capped and corrupt
+    /// appliers). Alarms come through the log, so every member refuses
+    /// the same entries.
+    fn refused_by_alarm(&self, req: &Option<Request>) -> Option<Error> {
+        let a = &self.alarms;
+        if a.corrupt()
+            && matches!(
+                req,
+                Some(
+                    Request::Put(_)
+                        | Request::DeleteRange(_)
+                        | Request::Txn(_)
+                        | Request::Compaction(_)
+                        | Request::LeaseGrant(_)
+                        | Request::LeaseRevoke(_)
+                )
+            )
+        {
+            return Some(Error::Corrupt);
+        }
+        if a.nospace() {
+            let capped = match req {
+                Some(Request::Put(_) | Request::LeaseGrant(_)) => true,
+                Some(Request::Txn(t)) => alarm::cost_txn(t) > 0,
+                _ => false,
+            };
+            if capped {
+                return Some(Error::NoSpace);
+            }
+        }
+        None
+    }
+
     fn apply_request(&self, batch: &mut Batch, req: Option<Request>) -> ApplyResult {
         let db = self.store.db().clone();
+        if let Some(e) = self.refused_by_alarm(&req) {
+            return Err(e);
+        }
         let leases = |id: i64| lease::lock(&self.lessor).contains(id);
         match req {
             Some(Request::Put(p)) => {
@@ -250,6 +292,48 @@ impl Applier {
                     }
                 }
                 Ok(Response::LeaseCheckpoint)
+            }
+            Some(Request::Alarm(a)) => {
+                let changed = match AlarmAction::try_from(a.action) {
+                    Ok(AlarmAction::Activate) => {
+                        let added = self.alarms.activate(a.member_id, a.alarm);
+                        if added {
+                            batch.meta_put(&db, alarm::key(a.member_id, a.alarm), Vec::new());
+                            tracing::warn!(
+                                member_id = format!("{:x}", a.member_id),
+                                alarm = a.alarm,
+                                "alarm raised"
+                            );
+                        }
+                        added
+                    }
+                    Ok(AlarmAction::Deactivate) => {
+                        let removed = self.alarms.deactivate(a.member_id, a.alarm);
+                        if removed {
+                            batch.meta_delete(&db, alarm::key(a.member_id, a.alarm));
+                            tracing::warn!(
+                                member_id = format!("{:x}", a.member_id),
+                                alarm = a.alarm,
+                                "alarm cleared"
+                            );
+                        }
+                        removed
+                    }
+                    // GET is answered without raft; nothing else exists.
+                    _ => false,
+                };
+                let alarms = if changed {
+                    vec![AlarmMember {
+                        member_id: a.member_id,
+                        alarm: a.alarm,
+                    }]
+                } else {
+                    vec![]
+                };
+                Ok(Response::Alarm(AlarmResponse {
+                    header: Self::header(batch),
+                    alarms,
+                }))
             }
             None => Err(Error::internal("raft entry without a request")),
         }

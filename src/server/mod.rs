@@ -10,6 +10,7 @@
 //! applier thread ([`apply`]), the compactor thread
 //! (`mvcc::compact`), and the read-barrier task ([`read`]).
 
+pub mod alarm;
 pub mod apply;
 pub mod concurrency;
 pub mod lease;
@@ -19,7 +20,7 @@ pub mod wait;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prost::Message as _;
@@ -102,6 +103,12 @@ pub struct Server {
     applied: watch::Receiver<u64>,
     member_id: u64,
     cluster_id: u64,
+    alarms: Arc<alarm::AlarmSet>,
+    /// The backend's size as last measured, and when (milliseconds since
+    /// `started`), for the quota check.
+    backend_size: AtomicU64,
+    backend_size_at: AtomicU64,
+    started: std::time::Instant,
     /// This server, for tasks it spawns (set once at start).
     me: std::sync::OnceLock<std::sync::Weak<Server>>,
 }
@@ -157,6 +164,7 @@ impl Server {
         );
         lease::load(&db, &mut lessor)?;
         let lessor: SharedLessor = Arc::new(std::sync::Mutex::new(lessor));
+        let alarms = Arc::new(alarm::AlarmSet::load(&db)?);
         let applier = Applier::new(
             ApplierDeps {
                 store: store.clone(),
@@ -166,6 +174,7 @@ impl Server {
                 compactor: compactor.clone(),
                 hub: hub.clone(),
                 lessor: lessor.clone(),
+                alarms: alarms.clone(),
             },
             applied,
         );
@@ -192,6 +201,10 @@ impl Server {
             applied: applied_rx,
             member_id,
             cluster_id,
+            alarms,
+            backend_size: AtomicU64::new(0),
+            backend_size_at: AtomicU64::new(u64::MAX),
+            started: std::time::Instant::now(),
             me: std::sync::OnceLock::new(),
         });
         let _ = server.me.set(Arc::downgrade(&server));
@@ -300,6 +313,79 @@ impl Server {
         } else {
             DEFAULT_QUOTA_BYTES
         }
+    }
+
+    /// The active alarms of type `alarm` (every one for NONE).
+    pub fn alarms(&self, alarm: i32) -> Vec<crate::proto::etcdserverpb::AlarmMember> {
+        self.alarms.list(alarm)
+    }
+
+    /// Maintenance.Alarm: GET answers from this member's copy of the
+    /// replicated alarm set; ACTIVATE and DEACTIVATE go through raft.
+    pub async fn alarm(
+        &self,
+        r: crate::proto::etcdserverpb::AlarmRequest,
+    ) -> Result<crate::proto::etcdserverpb::AlarmResponse> {
+        use crate::proto::etcdserverpb::alarm_request::AlarmAction;
+        match AlarmAction::try_from(r.action) {
+            Ok(AlarmAction::Get) => Ok(crate::proto::etcdserverpb::AlarmResponse {
+                header: None,
+                alarms: self.alarms.list(r.alarm),
+            }),
+            Ok(AlarmAction::Activate | AlarmAction::Deactivate) => {
+                match self.propose(Request::Alarm(r)).await? {
+                    Response::Alarm(a) => Ok(a),
+                    other => Err(unexpected(other)),
+                }
+            }
+            Err(_) => Err(Error::internal("etcdserver: unknown method")),
+        }
+    }
+
+    /// The backend's size, measured at most every 100 ms.
+    fn backend_size(&self) -> u64 {
+        let now = self.started.elapsed().as_millis() as u64;
+        let at = self.backend_size_at.load(Ordering::Acquire);
+        if (at == u64::MAX || now.saturating_sub(at) >= 100)
+            && self
+                .backend_size_at
+                .compare_exchange(at, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let size = self.store.db().approximate_size();
+            self.backend_size.store(size, Ordering::Release);
+            return size;
+        }
+        self.backend_size.load(Ordering::Acquire)
+    }
+
+    /// etcd's quota check before proposing a write that costs `cost`
+    /// bytes: past `--quota-backend-bytes`, this member raises a NOSPACE
+    /// alarm and the write fails with "database space exceeded".
+    pub async fn check_quota(&self, cost: usize) -> Result<()> {
+        if cost == 0 {
+            return Ok(());
+        }
+        let quota = u64::try_from(self.quota_bytes()).unwrap_or(0);
+        if self.backend_size().saturating_add(cost as u64) < quota {
+            return Ok(());
+        }
+        // Refuse only on a fresh measurement (a defragmentation may just
+        // have shrunk the backend).
+        let size = self.store.db().approximate_size();
+        self.backend_size.store(size, Ordering::Release);
+        if size.saturating_add(cost as u64) < quota {
+            return Ok(());
+        }
+        let raise = crate::proto::etcdserverpb::AlarmRequest {
+            action: crate::proto::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
+            member_id: self.member_id,
+            alarm: crate::proto::etcdserverpb::AlarmType::Nospace as i32,
+        };
+        if let Err(e) = self.propose(Request::Alarm(raise)).await {
+            tracing::warn!(error = %e, "could not raise the NOSPACE alarm");
+        }
+        Err(Error::NoSpace)
     }
 
     /// What `/metrics` reports about this member.
@@ -415,6 +501,9 @@ impl Server {
 
     /// Range on this member's state, without a read barrier.
     pub fn range_local(&self, r: &RangeRequest) -> Result<RangeResponse> {
+        if self.alarms.corrupt() {
+            return Err(Error::Corrupt);
+        }
         txn::range(&self.store.read(), r)
     }
 
@@ -447,6 +536,9 @@ impl Server {
         if txn::is_txn_read_only(&r) {
             if !txn::is_txn_serializable(&r) {
                 self.read_barrier().await?;
+            }
+            if self.alarms.corrupt() {
+                return Err(Error::Corrupt);
             }
             let view = self.store.read();
             // Read-only: there are no puts, so no lease is ever looked up.

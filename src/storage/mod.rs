@@ -52,6 +52,9 @@ impl Cf {
         Cf::Lease,
     ];
 
+    /// The column families of the state machine (not the raft log).
+    pub const STATE: [Cf; 4] = [Cf::Kv, Cf::Rev, Cf::Meta, Cf::Lease];
+
     pub fn name(self) -> &'static str {
         match self {
             Cf::RaftLog => "raft_log",
@@ -230,12 +233,14 @@ impl Db {
         }
     }
 
-    /// Approximate bytes on disk (SST files plus memtables) over all CFs.
+    /// Approximate bytes the state takes (SST files plus memtables of
+    /// every CF but the raft log's): what etcd calls the backend size (its
+    /// bbolt file; the WAL is not counted there either).
     pub fn approximate_size(&self) -> u64 {
         let mut total = 0;
-        for cf in Cf::ALL {
+        for cf in Cf::STATE {
             for prop in [
-                "rocksdb.total-sst-files-size",
+                "rocksdb.live-sst-files-size",
                 "rocksdb.cur-size-all-mem-tables",
             ] {
                 if let Ok(Some(v)) = self.db.property_int_value_cf(self.cf(cf), prop) {
@@ -247,10 +252,10 @@ impl Db {
     }
 
     /// Estimated bytes of live data (what a full compaction would keep)
-    /// plus memtables, over all CFs.
+    /// plus memtables, over the state CFs.
     pub fn live_size(&self) -> u64 {
         let mut total = 0;
-        for cf in Cf::ALL {
+        for cf in Cf::STATE {
             for prop in [
                 "rocksdb.estimate-live-data-size",
                 "rocksdb.cur-size-all-mem-tables",

@@ -109,6 +109,11 @@ impl Proc {
         Proc::with_peer_port(Kind::Oxcd, &[], other.peer_port)
     }
 
+    /// Like [`Proc::oxcd_twin_of`], with extra flags.
+    pub fn oxcd_twin_with(other: &Proc, extra: &[&str]) -> Proc {
+        Proc::with_peer_port(Kind::Oxcd, extra, other.peer_port)
+    }
+
     fn with_peer_port(kind: Kind, extra: &[&str], peer_port: u16) -> Proc {
         let mut p = Proc {
             kind,

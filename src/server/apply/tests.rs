@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use super::*;
 use crate::mvcc::KvRead as _;
+use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::{CompactionRequest, PutRequest, RangeRequest};
 use crate::storage::{Cf, Db, meta_key};
 
@@ -59,6 +60,7 @@ fn fixture(db: &Arc<Db>) -> Fixture {
                 2,
                 std::time::Duration::from_secs(300),
             ))),
+            alarms: Arc::new(crate::server::alarm::AlarmSet::load(db).unwrap()),
         },
         applied_index,
     );
@@ -245,4 +247,97 @@ async fn leases_attach_move_and_revoke_keys_in_one_revision() {
         .unwrap();
     assert_eq!(r.kvs.len(), 4);
     assert_eq!(f.store.current_rev(), 7);
+}
+
+fn alarm_req(action: AlarmAction, alarm: crate::proto::etcdserverpb::AlarmType) -> Request {
+    Request::Alarm(crate::proto::etcdserverpb::AlarmRequest {
+        action: action as i32,
+        member_id: 7,
+        alarm: alarm as i32,
+    })
+}
+
+#[tokio::test]
+async fn alarms_refuse_what_etcd_refuses_and_survive_a_restart() {
+    use crate::proto::etcdserverpb::{AlarmType, LeaseGrantRequest, RequestOp, TxnRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let txn_with_put = |in_failure: bool| {
+        let op = RequestOp {
+            request: Some(crate::proto::etcdserverpb::request_op::Request::RequestPut(
+                PutRequest {
+                    key: Bytes::from_static(b"t"),
+                    ..Default::default()
+                },
+            )),
+        };
+        Request::Txn(TxnRequest {
+            success: if in_failure { vec![] } else { vec![op.clone()] },
+            failure: if in_failure { vec![op] } else { vec![] },
+            ..Default::default()
+        })
+    };
+    {
+        let mut f = fixture(&db);
+        let waits: Vec<_> = (1..=7).map(|id| f.wait.register(id)).collect();
+        f.applier.apply_entries(&[
+            entry(1, 1, put("a", "1")),
+            entry(2, 2, alarm_req(AlarmAction::Activate, AlarmType::Nospace)),
+            entry(3, 3, alarm_req(AlarmAction::Activate, AlarmType::Nospace)),
+            entry(4, 4, put("a", "2")),
+            // A txn that could put, in either branch, is refused.
+            entry(5, 5, txn_with_put(true)),
+            entry(
+                6,
+                6,
+                Request::LeaseGrant(LeaseGrantRequest { id: 5, ttl: 10 }),
+            ),
+            entry(
+                7,
+                7,
+                Request::DeleteRange(crate::proto::etcdserverpb::DeleteRangeRequest {
+                    key: Bytes::from_static(b"a"),
+                    ..Default::default()
+                }),
+            ),
+        ]);
+        let mut results = Vec::new();
+        for w in waits {
+            results.push(w.await.unwrap());
+        }
+        assert!(matches!(results[0], Ok(Response::Put(_))));
+        match &results[1] {
+            Ok(Response::Alarm(a)) => assert_eq!(a.alarms.len(), 1, "newly raised"),
+            other => panic!("{other:?}"),
+        }
+        match &results[2] {
+            Ok(Response::Alarm(a)) => assert!(a.alarms.is_empty(), "already active"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(results[3], Err(Error::NoSpace));
+        assert_eq!(results[4], Err(Error::NoSpace));
+        assert_eq!(results[5], Err(Error::NoSpace));
+        assert!(
+            matches!(results[6], Ok(Response::DeleteRange(_))),
+            "deletes still work"
+        );
+    }
+    // The alarm is persisted; clearing it lets puts through again.
+    let mut f = fixture(&db);
+    let w = f.wait.register(9);
+    f.applier.apply_entries(&[entry(8, 8, put("b", "1"))]);
+    assert_eq!(value(&f.store, "b"), None, "still refused after a restart");
+    f.applier.apply_entries(&[
+        entry(9, 9, alarm_req(AlarmAction::Deactivate, AlarmType::Nospace)),
+        entry(10, 10, put("b", "1")),
+    ]);
+    assert!(matches!(w.await.unwrap(), Ok(Response::Alarm(_))));
+    assert_eq!(value(&f.store, "b"), Some((Bytes::from_static(b"1"), 1)));
+    // CORRUPT refuses every change.
+    let w = f.wait.register(12);
+    f.applier.apply_entries(&[
+        entry(11, 11, alarm_req(AlarmAction::Activate, AlarmType::Corrupt)),
+        entry(12, 12, txn_with_put(false)),
+    ]);
+    assert_eq!(w.await.unwrap(), Err(Error::Corrupt));
 }

@@ -1,0 +1,187 @@
+//! Alarms and the backend quota (etcd: `server/etcdserver/api/v3alarm`,
+//! `server/storage/quota.go`, `server/etcdserver/apply/capped.go` and
+//! `corrupt.go`).
+//!
+//! Alarms are raised and cleared through raft (an `AlarmRequest` entry), so
+//! every member holds the same set; the applier keeps them in the `meta`
+//! CF and in [`AlarmSet`]. While a NOSPACE alarm is active, the applier
+//! refuses puts, transactions with puts and lease grants; while a CORRUPT
+//! alarm is active, it refuses every KV and lease change, and reads fail.
+//! Before proposing a write, the quota check raises NOSPACE when the
+//! backend would pass `--quota-backend-bytes`.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::Result;
+use crate::proto::etcdserverpb::request_op::Request as Op;
+use crate::proto::etcdserverpb::{AlarmMember, AlarmType, PutRequest, TxnRequest};
+use crate::storage::{Cf, Db};
+
+/// Where alarms live in the `meta` CF: this prefix, the member id (8 bytes
+/// big-endian), the alarm type (4 bytes big-endian).
+pub const KEY_PREFIX: &[u8] = b"alarm/";
+
+/// Bytes a put costs against the quota beyond its key and value.
+const KV_OVERHEAD: usize = 256;
+/// Bytes a lease grant costs against the quota.
+pub const LEASE_OVERHEAD: usize = 64;
+
+pub fn key(member: u64, alarm: i32) -> Vec<u8> {
+    let mut k = KEY_PREFIX.to_vec();
+    k.extend_from_slice(&member.to_be_bytes());
+    k.extend_from_slice(&alarm.to_be_bytes());
+    k
+}
+
+fn parse_key(k: &[u8]) -> Option<(u64, i32)> {
+    let rest = k.strip_prefix(KEY_PREFIX)?;
+    if rest.len() != 12 {
+        return None;
+    }
+    let member = u64::from_be_bytes(rest[..8].try_into().ok()?);
+    let alarm = i32::from_be_bytes(rest[8..].try_into().ok()?);
+    Some((member, alarm))
+}
+
+/// The active alarms.
+#[derive(Default)]
+pub struct AlarmSet {
+    active: Mutex<BTreeSet<(u64, i32)>>,
+    nospace: AtomicBool,
+    corrupt: AtomicBool,
+}
+
+impl AlarmSet {
+    /// The alarms persisted in `db`.
+    pub fn load(db: &Db) -> Result<AlarmSet> {
+        let set = AlarmSet::default();
+        let mut it = db.raw().raw_iterator_cf(db.cf(Cf::Meta));
+        it.seek(KEY_PREFIX);
+        while let Some((k, _)) = it.item() {
+            let Some(entry) = parse_key(k) else { break };
+            set.lock().insert(entry);
+            it.next();
+        }
+        it.status()?;
+        set.refresh();
+        Ok(set)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<(u64, i32)>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn refresh(&self) {
+        let active = self.lock();
+        let has = |t: AlarmType| active.iter().any(|(_, a)| *a == t as i32);
+        self.nospace
+            .store(has(AlarmType::Nospace), Ordering::Release);
+        self.corrupt
+            .store(has(AlarmType::Corrupt), Ordering::Release);
+    }
+
+    /// Activates an alarm; `false` if it already was.
+    pub fn activate(&self, member: u64, alarm: i32) -> bool {
+        let added = self.lock().insert((member, alarm));
+        self.refresh();
+        added
+    }
+
+    /// Deactivates an alarm; `false` if it was not active.
+    pub fn deactivate(&self, member: u64, alarm: i32) -> bool {
+        let removed = self.lock().remove(&(member, alarm));
+        self.refresh();
+        removed
+    }
+
+    /// Active alarms of type `alarm` (every alarm for NONE), by member.
+    pub fn list(&self, alarm: i32) -> Vec<AlarmMember> {
+        self.lock()
+            .iter()
+            .filter(|(_, a)| alarm == AlarmType::None as i32 || *a == alarm)
+            .map(|&(member_id, alarm)| AlarmMember { member_id, alarm })
+            .collect()
+    }
+
+    pub fn nospace(&self) -> bool {
+        self.nospace.load(Ordering::Acquire)
+    }
+
+    pub fn corrupt(&self) -> bool {
+        self.corrupt.load(Ordering::Acquire)
+    }
+}
+
+/// What a Put costs against the quota.
+pub fn cost_put(r: &PutRequest) -> usize {
+    KV_OVERHEAD + r.key.len() + r.value.len()
+}
+
+/// What a Txn costs: the costlier branch, nested transactions included.
+pub fn cost_txn(r: &TxnRequest) -> usize {
+    let branch = |ops: &[crate::proto::etcdserverpb::RequestOp]| -> usize {
+        ops.iter()
+            .map(|op| match &op.request {
+                Some(Op::RequestPut(p)) => cost_put(p),
+                Some(Op::RequestTxn(t)) => cost_txn(t),
+                _ => 0,
+            })
+            .sum()
+    };
+    branch(&r.success).max(branch(&r.failure))
+}
+
+/// The protobuf text form etcd puts in Status' `errors` for an alarm.
+pub fn describe(a: &AlarmMember) -> String {
+    let name = AlarmType::try_from(a.alarm)
+        .map(|t| t.as_str_name().to_string())
+        .unwrap_or_else(|_| a.alarm.to_string());
+    format!("memberID:{} alarm:{name} ", a.member_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::etcdserverpb::RequestOp;
+
+    #[test]
+    fn keys_round_trip_and_sets_track_types() {
+        assert_eq!(parse_key(&key(7, 2)), Some((7, 2)));
+        assert_eq!(parse_key(b"alarm/short"), None);
+        let s = AlarmSet::default();
+        assert!(s.activate(1, AlarmType::Nospace as i32));
+        assert!(!s.activate(1, AlarmType::Nospace as i32), "already active");
+        assert!(s.nospace() && !s.corrupt());
+        assert!(s.activate(2, AlarmType::Corrupt as i32));
+        assert_eq!(s.list(AlarmType::None as i32).len(), 2);
+        assert_eq!(s.list(AlarmType::Corrupt as i32)[0].member_id, 2);
+        assert!(s.deactivate(1, AlarmType::Nospace as i32));
+        assert!(!s.deactivate(1, AlarmType::Nospace as i32));
+        assert!(!s.nospace() && s.corrupt());
+    }
+
+    #[test]
+    fn costs_follow_etcd() {
+        let put = |k: &str, v: usize| RequestOp {
+            request: Some(Op::RequestPut(PutRequest {
+                key: k.as_bytes().to_vec().into(),
+                value: vec![0; v].into(),
+                ..Default::default()
+            })),
+        };
+        let t = TxnRequest {
+            success: vec![put("a", 10), put("bb", 0)],
+            failure: vec![RequestOp {
+                request: Some(Op::RequestTxn(TxnRequest {
+                    success: vec![put("c", 1000)],
+                    ..Default::default()
+                })),
+            }],
+            ..Default::default()
+        };
+        assert_eq!(cost_txn(&t), 256 + 1 + 1000);
+        assert_eq!(cost_txn(&TxnRequest::default()), 0);
+    }
+}
