@@ -89,7 +89,20 @@ async fn run(cfg: config::Config) -> oxcd::Result<()> {
         tracing::info!("received signal; shutting down");
         stop.cancel();
     });
-    let result = oxcd::api::serve(server.clone(), listeners, shutdown).await;
+    let serving = oxcd::api::serve(server.clone(), listeners, shutdown.clone());
+    tokio::pin!(serving);
+    let result = tokio::select! {
+        r = &mut serving => r,
+        // Open streams (watches, keep-alives) never end by themselves:
+        // like etcd, drain them for at most the request timeout, then stop.
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(server.config().request_timeout()).await;
+        } => {
+            tracing::warn!("streams still open after the drain timeout; closing them");
+            Ok(())
+        }
+    };
     server.shutdown();
     result
 }

@@ -23,7 +23,7 @@ use crate::proto::etcdserverpb::{
     StatusRequest, StatusResponse,
 };
 use crate::server::{Server, alarm};
-use crate::version;
+use crate::{snapshot, version};
 
 pub struct MaintenanceService {
     server: Arc<Server>,
@@ -143,11 +143,25 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = Snapshots;
 
+    /// Streams a checkpoint of the database as etcd streams its bbolt
+    /// file: 32 KiB blobs with the bytes still to come, then the SHA-256
+    /// of everything sent (see `snapshot`).
     async fn snapshot(
         &self,
         _req: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented("oxcd: Snapshot is not supported yet"))
+        let server = self.server.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let sent = send_snapshot(&server, &tx);
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "sending a snapshot failed");
+                let _ = tx.blocking_send(Err(Status::from(e)));
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn move_leader(
@@ -194,6 +208,76 @@ impl Maintenance for MaintenanceService {
                 Ok(Response::new(resp))
             }
         }
+    }
+}
+
+type SnapshotSender = tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>;
+
+fn send_snapshot(server: &Server, tx: &SnapshotSender) -> crate::error::Result<()> {
+    let cp = server.checkpoint()?;
+    let total = cp.archive_len();
+    tracing::info!(total_bytes = total, "sending database snapshot to client");
+    let mut w = ChunkWriter {
+        tx,
+        buf: Vec::with_capacity(snapshot::CHUNK),
+        sent: 0,
+        total,
+        hash: snapshot::hasher(),
+    };
+    cp.write_archive(&mut w)?;
+    w.send_buffered().map_err(Error::internal)?;
+    let sha = sha2::Digest::finalize(w.hash).to_vec();
+    tx.blocking_send(Ok(SnapshotResponse {
+        header: None,
+        remaining_bytes: 0,
+        blob: sha.into(),
+        version: version::STORAGE_VERSION.to_string(),
+    }))
+    .map_err(|_| Error::internal("client went away"))?;
+    tracing::info!(total_bytes = total, "sent database snapshot to client");
+    Ok(())
+}
+
+/// Cuts the archive into `SnapshotResponse` blobs as it is written.
+struct ChunkWriter<'a> {
+    tx: &'a SnapshotSender,
+    buf: Vec<u8>,
+    sent: u64,
+    total: u64,
+    hash: sha2::Sha256,
+}
+
+impl ChunkWriter<'_> {
+    fn send_buffered(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let blob = std::mem::replace(&mut self.buf, Vec::with_capacity(snapshot::CHUNK));
+        sha2::Digest::update(&mut self.hash, &blob);
+        self.sent += blob.len() as u64;
+        self.tx
+            .blocking_send(Ok(SnapshotResponse {
+                header: None,
+                remaining_bytes: self.total.saturating_sub(self.sent),
+                blob: blob.into(),
+                version: version::STORAGE_VERSION.to_string(),
+            }))
+            .map_err(|_| std::io::Error::other("client went away"))
+    }
+}
+
+impl std::io::Write for ChunkWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(snapshot::CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == snapshot::CHUNK {
+            self.send_buffered()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

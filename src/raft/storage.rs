@@ -116,6 +116,51 @@ impl RaftStorage {
         })
     }
 
+    /// Initialises an empty log that starts right after `applied`, for a
+    /// state restored from a snapshot: the entry at `applied` counts as
+    /// committed and truncated (term 1), so the first leader is elected at
+    /// term 2 and appends at `applied + 1`.
+    pub fn bootstrap_after(db: Arc<Db>, voters: Vec<u64>, applied: u64) -> Result<RaftStorage> {
+        if applied == 0 {
+            return RaftStorage::bootstrap(db, voters);
+        }
+        let conf_state = ConfState {
+            voters,
+            ..Default::default()
+        };
+        let hard_state = HardState {
+            term: 1,
+            commit: applied,
+            ..Default::default()
+        };
+        let mut truncated = [0u8; 16];
+        truncated[..8].copy_from_slice(&applied.to_be_bytes());
+        truncated[8..].copy_from_slice(&1u64.to_be_bytes());
+        let mut wb = WriteBatch::default();
+        let meta = db.cf(Cf::RaftMeta);
+        wb.put_cf(
+            meta,
+            CONF_STATE,
+            conf_state.write_to_bytes().map_err(Error::internal)?,
+        );
+        wb.put_cf(
+            meta,
+            HARD_STATE,
+            hard_state.write_to_bytes().map_err(Error::internal)?,
+        );
+        wb.put_cf(meta, TRUNCATED, truncated);
+        db.write_synced(wb)?;
+        Ok(RaftStorage {
+            db,
+            hard_state,
+            conf_state,
+            truncated_index: applied,
+            truncated_term: 1,
+            last_index: applied,
+            last_term: 1,
+        })
+    }
+
     pub fn hard_state(&self) -> &HardState {
         &self.hard_state
     }

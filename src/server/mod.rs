@@ -120,6 +120,7 @@ impl Server {
     /// committed so far.
     pub async fn start(cfg: ServerConfig) -> Result<Arc<Server>> {
         let db_path = cfg.data_dir.join("member").join("db");
+        remove_leftover_checkpoints(&cfg.data_dir.join("member"));
         let db = Db::open(&db_path)?;
         let (member_id, cluster_id) = ids(&db, &cfg)?;
         let storage = match RaftStorage::open(db.clone())? {
@@ -297,6 +298,13 @@ impl Server {
         tokio::task::spawn_blocking(move || db.compact_all())
             .await
             .map_err(|e| Error::internal(format!("defragment: {e}")))?
+    }
+
+    /// A checkpoint of the database for a snapshot, in the member
+    /// directory (removed when dropped, or at the next start after a
+    /// crash).
+    pub fn checkpoint(&self) -> Result<crate::snapshot::Checkpoint> {
+        crate::snapshot::Checkpoint::take(self.store.db(), &self.cfg.data_dir.join("member"))
     }
 
     /// HashKV: a CRC-32C over the key-value history at `rev` (0 = current)
@@ -582,6 +590,18 @@ impl Drop for CancelGuard<'_> {
 
 /// This member's and the cluster's ids: fixed at the first start and kept
 /// in the `meta` column family.
+/// Removes snapshot checkpoints a crash left behind.
+fn remove_leftover_checkpoints(member_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(member_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with("snapshot-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 fn ids(db: &Db, cfg: &ServerConfig) -> Result<(u64, u64)> {
     use crate::storage::Cf;
     if let (Some(m), Some(c)) = (

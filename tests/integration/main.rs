@@ -12,5 +12,6 @@ mod etcdctl;
 mod lease;
 mod maintenance;
 mod server;
+mod snapshot;
 mod watch;
 mod watch_checker;

@@ -164,3 +164,48 @@ fn raft_log_is_truncated_after_snapshot_count_and_restarts_recover() {
     let (ok, _, _) = etcdctl(&p.endpoint(), &["put", "after", "restart"], None);
     assert!(ok);
 }
+
+/// kube-apiserver never closes its watches: SIGTERM must still stop the
+/// member once the drain timeout (etcd's request timeout: 5 s plus two
+/// election timeouts) has passed, as etcd's GracefulStop bound does.
+#[test]
+fn sigterm_stops_within_the_drain_timeout_while_watches_stay_open() {
+    let mut p = Proc::new(
+        crate::common::Kind::Oxcd,
+        &["--heartbeat-interval", "20", "--election-timeout", "100"],
+    );
+    let mut watch = std::process::Command::new(crate::common::etcdctl_bin())
+        .env("ETCDCTL_API", "3")
+        .args([
+            format!("--endpoints={}", p.endpoint()).as_str(),
+            "watch",
+            "forever",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = p.pid().unwrap();
+    let started = std::time::Instant::now();
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    while p.is_running() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = started.elapsed();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(!p.is_running(), "still running 20 s after SIGTERM");
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(9),
+        "stopped after {took:?}; expected about 5.2 s"
+    );
+    assert!(
+        p.log_tail()
+            .contains("streams still open after the drain timeout"),
+        "{}",
+        p.log_tail()
+    );
+}
