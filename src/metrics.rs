@@ -145,6 +145,15 @@ fn grpc_table() -> &'static GrpcTable {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GrpcMethod(usize);
 
+impl GrpcMethod {
+    /// Whether the method takes and returns one message.
+    pub fn is_unary(self) -> bool {
+        GRPC_METHODS
+            .get(self.0)
+            .is_some_and(|(s, m)| grpc_type(s, m) == "unary")
+    }
+}
+
 /// The method a request path names, if it is one oxcd serves.
 pub fn grpc_method(path: &str) -> Option<GrpcMethod> {
     grpc_table().index.get(path).copied().map(GrpcMethod)

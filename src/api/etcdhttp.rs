@@ -66,25 +66,37 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         if is_grpc(&req) {
-            let Some(method) = metrics::grpc_method(req.uri().path()) else {
-                return Box::pin(self.inner.call(req));
-            };
-            METRICS.grpc_started(method);
+            let method = metrics::grpc_method(req.uri().path());
+            if let Some(m) = method {
+                METRICS.grpc_started(m);
+            }
             let fut = self.inner.call(req);
             return Box::pin(async move {
-                let resp = fut.await?;
+                let mut resp = fut.await?;
                 // A call that fails at once has its status in the headers
                 // ("trailers-only"); otherwise it is in the trailers.
                 if let Some(status) = tonic::Status::from_header_map(resp.headers()) {
-                    METRICS.grpc_handled(method, status.code());
+                    if let Some(m) = method {
+                        METRICS.grpc_handled(m, status.code());
+                    }
+                    super::rewrite_limit_status(resp.headers_mut());
                     return Ok(resp);
                 }
-                Ok(resp.map(|body| {
-                    Body::new(CountingBody {
-                        inner: body,
-                        method: Some(method),
-                    })
-                }))
+                match method {
+                    // A unary call that got this far has its message and
+                    // an OK status coming (tonic sends failures trailers-only).
+                    Some(m) if m.is_unary() => {
+                        METRICS.grpc_handled(m, tonic::Code::Ok);
+                        Ok(resp)
+                    }
+                    Some(m) => Ok(resp.map(|body| {
+                        Body::new(CountingBody {
+                            inner: body,
+                            method: Some(m),
+                        })
+                    })),
+                    None => Ok(resp),
+                }
             });
         }
         let server = self.server.clone();

@@ -18,11 +18,9 @@ pub mod maintenance;
 pub mod validate;
 pub mod watch;
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -96,7 +94,6 @@ pub async fn serve(
             .layer(tower_layer::layer_fn(move |s| {
                 etcdhttp::HttpEndpoints::new(s, http_server.clone())
             }))
-            .layer(tower_layer::layer_fn(GrpcLimitStatus))
             .add_service(kv.clone())
             .add_service(watch.clone())
             .add_service(lease.clone())
@@ -147,37 +144,9 @@ fn accept(
 
 /// Rewrites tonic's "message too large" status into grpc-go's, which etcd
 /// clients see from etcd: code ResourceExhausted and
-/// `grpc: received message larger than max (N vs. M)`.
-#[derive(Clone)]
-struct GrpcLimitStatus<S>(S);
-
-impl<S, B, RB> tower_service::Service<http::Request<B>> for GrpcLimitStatus<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    RB: Send + 'static,
-{
-    type Response = http::Response<RB>;
-    type Error = S::Error;
-    type Future =
-        Pin<Box<dyn Future<Output = std::result::Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let fut = self.0.call(req);
-        Box::pin(async move {
-            let mut resp = fut.await?;
-            rewrite_limit_status(resp.headers_mut());
-            Ok(resp)
-        })
-    }
-}
-
-fn rewrite_limit_status(headers: &mut http::HeaderMap) {
+/// `grpc: received message larger than max (N vs. M)` (applied to every
+/// gRPC response by `etcdhttp::HttpEndpoints`).
+pub(crate) fn rewrite_limit_status(headers: &mut http::HeaderMap) {
     let Some(status) = tonic::Status::from_header_map(headers) else {
         return;
     };
