@@ -72,6 +72,12 @@ const FLAGS: &[FlagDef] = &[
         "List of URLs to listen on for client traffic.",
     ),
     flag(
+        "listen-metrics-urls",
+        Kind::List,
+        "",
+        "List of URLs to listen on for the metrics and health endpoints.",
+    ),
+    flag(
         "advertise-client-urls",
         Kind::List,
         "http://localhost:2379",
@@ -232,6 +238,8 @@ pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
     pub listen_client_urls: Vec<String>,
+    /// `--listen-metrics-urls`: `/metrics` and the health endpoints only.
+    pub listen_metrics_urls: Vec<String>,
     pub advertise_client_urls: Vec<String>,
     pub initial_advertise_peer_urls: Vec<String>,
     pub initial_cluster_token: String,
@@ -563,6 +571,7 @@ fn build(
     })?;
     let cfg = Config {
         listen_client_urls: list("listen-client-urls"),
+        listen_metrics_urls: list("listen-metrics-urls"),
         advertise_client_urls: list("advertise-client-urls"),
         initial_advertise_peer_urls: list("initial-advertise-peer-urls"),
         initial_cluster_token: get("initial-cluster-token"),
@@ -592,7 +601,11 @@ fn validate(cfg: &Config, explicit: &[&'static str]) -> Result<(), ConfigError> 
             "--advertise-client-urls is required when --listen-client-urls is set explicitly",
         ));
     }
-    for u in &cfg.listen_client_urls {
+    for u in cfg
+        .listen_client_urls
+        .iter()
+        .chain(&cfg.listen_metrics_urls)
+    {
         listen_addr(u).map_err(ConfigError::invalid)?;
     }
     for u in cfg

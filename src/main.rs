@@ -81,6 +81,12 @@ async fn run(cfg: config::Config) -> oxcd::Result<()> {
         addrs.push((url.clone(), addr));
     }
     let listeners = oxcd::api::bind(&addrs).await?;
+    let mut metrics_addrs = Vec::new();
+    for url in &cfg.listen_metrics_urls {
+        let addr = config::listen_addr(url).map_err(oxcd::Error::Internal)?;
+        metrics_addrs.push((url.clone(), addr));
+    }
+    let metrics_listeners = oxcd::api::bind(&metrics_addrs).await?;
     let server = oxcd::server::Server::start(cfg.server_config()).await?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -89,7 +95,12 @@ async fn run(cfg: config::Config) -> oxcd::Result<()> {
         tracing::info!("received signal; shutting down");
         stop.cancel();
     });
-    let serving = oxcd::api::serve(server.clone(), listeners, shutdown.clone());
+    let serving = oxcd::api::serve(
+        server.clone(),
+        listeners,
+        metrics_listeners,
+        shutdown.clone(),
+    );
     tokio::pin!(serving);
     let result = tokio::select! {
         r = &mut serving => r,

@@ -34,12 +34,36 @@ const READYZ_CHECKS: &[&str] = &[
 pub struct HttpEndpoints<S> {
     inner: S,
     server: Arc<Server>,
+    /// A `--listen-metrics-urls` listener: only `/metrics` and the health
+    /// endpoints, no gRPC.
+    metrics_only: bool,
 }
 
 impl<S> HttpEndpoints<S> {
     pub fn new(inner: S, server: Arc<Server>) -> Self {
-        HttpEndpoints { inner, server }
+        HttpEndpoints {
+            inner,
+            server,
+            metrics_only: false,
+        }
     }
+
+    /// The service of a `--listen-metrics-urls` listener.
+    pub fn metrics_only(inner: S, server: Arc<Server>) -> Self {
+        HttpEndpoints {
+            inner,
+            server,
+            metrics_only: true,
+        }
+    }
+}
+
+/// Whether a metrics listener serves `path` (etcd: `/metrics`, `/health`,
+/// `/livez`, `/readyz` and their sub-paths).
+fn served_on_metrics_urls(path: &str) -> bool {
+    ["/metrics", "/health", "/livez", "/readyz"]
+        .iter()
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
 }
 
 fn is_grpc(req: &Request<Body>) -> bool {
@@ -65,7 +89,11 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        if is_grpc(&req) {
+        if self.metrics_only && !served_on_metrics_urls(req.uri().path()) {
+            let resp = go_error(StatusCode::NOT_FOUND, "404 page not found");
+            return Box::pin(async move { Ok(resp.map(Body::new)) });
+        }
+        if is_grpc(&req) && !self.metrics_only {
             let method = metrics::grpc_method(req.uri().path());
             if let Some(m) = method {
                 METRICS.grpc_started(m);
@@ -100,14 +128,19 @@ where
             });
         }
         let server = self.server.clone();
+        // etcd's CORS handler wraps the client URLs' HTTP, not the metrics
+        // URLs'.
+        let cors = !self.metrics_only;
         Box::pin(async move {
-            let mut resp = if req.method() == Method::OPTIONS {
+            let mut resp = if cors && req.method() == Method::OPTIONS {
                 // A CORS preflight: the headers below are the answer.
                 Response::new(String::new())
             } else {
                 handle(&server, req.method(), req.uri()).await
             };
-            add_cors_headers(resp.headers_mut());
+            if cors {
+                add_cors_headers(resp.headers_mut());
+            }
             Ok(resp.map(Body::new))
         })
     }

@@ -58,6 +58,7 @@ pub async fn bind(addrs: &[(String, SocketAddr)]) -> Result<Vec<(String, TcpList
 pub async fn serve(
     server: Arc<Server>,
     listeners: Vec<(String, TcpListener)>,
+    metrics_listeners: Vec<(String, TcpListener)>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let max_recv = server.config().max_request_bytes + GRPC_OVERHEAD_BYTES;
@@ -104,6 +105,22 @@ pub async fn serve(
             .add_service(health.clone());
         let shutdown = shutdown.clone();
         tracing::info!(address = %url, "serving client traffic insecurely; this is strongly discouraged!");
+        tasks.spawn(async move {
+            router
+                .serve_with_incoming_shutdown(accept(listener), shutdown.cancelled_owned())
+                .await
+        });
+    }
+    for (url, listener) in metrics_listeners {
+        let http_server = server.clone();
+        let router = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .layer(tower_layer::layer_fn(move |s| {
+                etcdhttp::HttpEndpoints::metrics_only(s, http_server.clone())
+            }))
+            .add_routes(tonic::service::Routes::default());
+        let shutdown = shutdown.clone();
+        tracing::info!(address = %url, "serving metrics and health");
         tasks.spawn(async move {
             router
                 .serve_with_incoming_shutdown(accept(listener), shutdown.cancelled_owned())

@@ -590,3 +590,31 @@ async fn quota_raises_nospace_and_recovery_works_like_etcd() {
     }
     assert_eq!(transcripts[1], transcripts[0]);
 }
+
+#[test]
+fn metrics_urls_serve_only_metrics_and_health_like_etcd() {
+    let mut results = Vec::new();
+    for kind in [Kind::Etcd(etcd_new()), Kind::Oxcd] {
+        let port = crate::common::free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let p = Proc::new(kind, &["--listen-metrics-urls", &url]);
+        let endpoint = format!("127.0.0.1:{port}");
+        let mut seen = Vec::new();
+        for (method, path) in [
+            ("GET", "/health"),
+            ("GET", "/livez"),
+            ("GET", "/readyz?verbose"),
+            ("GET", "/readyz/linearizable_read"),
+            ("GET", "/version"),
+            ("GET", "/v3/kv/range"),
+            ("GET", "/nothing"),
+        ] {
+            seen.push(comparable(&http(&endpoint, method, path)));
+        }
+        let m = http(&endpoint, "GET", "/metrics");
+        assert_eq!(m.status, 200, "{}", p.name());
+        assert!(m.body.contains("etcd_server_has_leader 1"), "{}", p.name());
+        results.push(seen);
+    }
+    assert_eq!(results[1], results[0]);
+}
