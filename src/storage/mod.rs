@@ -237,30 +237,27 @@ impl Db {
     /// every CF but the raft log's): what etcd calls the backend size (its
     /// bbolt file; the WAL is not counted there either).
     pub fn approximate_size(&self) -> u64 {
-        let mut total = 0;
-        for cf in Cf::STATE {
-            for prop in [
-                "rocksdb.live-sst-files-size",
-                "rocksdb.cur-size-all-mem-tables",
-            ] {
-                if let Ok(Some(v)) = self.db.property_int_value_cf(self.cf(cf), prop) {
-                    total += v;
-                }
-            }
-        }
-        total
+        self.state_property_sum(&[
+            "rocksdb.live-sst-files-size",
+            "rocksdb.cur-size-all-mem-tables",
+        ])
     }
 
     /// Estimated bytes of live data (what a full compaction would keep)
     /// plus memtables, over the state CFs.
     pub fn live_size(&self) -> u64 {
+        self.state_property_sum(&[
+            "rocksdb.estimate-live-data-size",
+            "rocksdb.cur-size-all-mem-tables",
+        ])
+    }
+
+    /// The sum of integer properties over the state CFs.
+    fn state_property_sum(&self, props: &[&str]) -> u64 {
         let mut total = 0;
         for cf in Cf::STATE {
-            for prop in [
-                "rocksdb.estimate-live-data-size",
-                "rocksdb.cur-size-all-mem-tables",
-            ] {
-                if let Ok(Some(v)) = self.db.property_int_value_cf(self.cf(cf), prop) {
+            for prop in props {
+                if let Ok(Some(v)) = self.db.property_int_value_cf(self.cf(cf), *prop) {
                     total += v;
                 }
             }

@@ -485,6 +485,20 @@ async fn metrics_use_etcds_names_and_count() {
     assert_eq!(sample(&text, out_of_range), 1.0);
 }
 
+/// A one-byte put; its error message, if refused.
+async fn small_put(
+    kv: &mut oxcd::proto::etcdserverpb::kv_client::KvClient<tonic::transport::Channel>,
+) -> Result<(), String> {
+    kv.put(PutRequest {
+        key: "small".into(),
+        value: "v".into(),
+        ..Default::default()
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| e.message().to_string())
+}
+
 /// Fills a member past a 2 MB quota, then recovers as etcd's docs say:
 /// compact, defragment, disarm. Every step is compared with etcd 3.5.1
 /// (same member id): error codes and messages, alarm lists, Status errors,
@@ -539,16 +553,7 @@ async fn quota_raises_nospace_and_recovery_works_like_etcd() {
             t.push(format!("{path}: {} {}", h.status, h.body.trim()));
         }
         // Small writes are refused too; reads, deletes and lease grants...
-        let small = kv
-            .put(PutRequest {
-                key: "small".into(),
-                value: "v".into(),
-                ..Default::default()
-            })
-            .await
-            .map(|_| ())
-            .map_err(|e| e.message().to_string());
-        t.push(format!("small put: {small:?}"));
+        t.push(format!("small put: {:?}", small_put(&mut kv).await));
         let (_, out, err) = etcdctl(&p.endpoint(), &["alarm", "list"], None);
         t.push(format!("etcdctl alarm list: {out}{err}"));
         // Recovery: delete, compact, defragment, disarm.
@@ -574,16 +579,10 @@ async fn quota_raises_nospace_and_recovery_works_like_etcd() {
         m.defragment(DefragmentRequest {}).await.unwrap();
         let (_, out, err) = etcdctl(&p.endpoint(), &["alarm", "disarm"], None);
         t.push(format!("etcdctl alarm disarm: {out}{err}"));
-        let after = kv
-            .put(PutRequest {
-                key: "small".into(),
-                value: "v".into(),
-                ..Default::default()
-            })
-            .await
-            .map(|_| ())
-            .map_err(|e| e.message().to_string());
-        t.push(format!("put after recovery: {after:?}"));
+        t.push(format!(
+            "put after recovery: {:?}",
+            small_put(&mut kv).await
+        ));
         let h = http(&p.endpoint(), "GET", "/health");
         t.push(format!("/health: {} {}", h.status, h.body.trim()));
         transcripts.push(t);
