@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/v3lockpb/v3lock.proto",
                 "proto/v3electionpb/v3election.proto",
                 "proto/oxcdpb/raft_internal.proto",
+                "proto/oxcdpb/peer.proto",
             ],
             &["proto"],
         )?;

@@ -106,12 +106,12 @@ start_server() {
     --listen-client-urls "$ENDPOINT"
     --advertise-client-urls "$ENDPOINT"
     "$PROGRESS_FLAG" "$PROGRESS_INTERVAL"
+    --listen-peer-urls "http://127.0.0.1:$PEER_PORT"
+    --initial-advertise-peer-urls "http://127.0.0.1:$PEER_PORT"
+    --initial-cluster "compat=http://127.0.0.1:$PEER_PORT"
   )
   if [ "$KIND" = etcd ]; then
     args+=(
-      --listen-peer-urls "http://127.0.0.1:$PEER_PORT"
-      --initial-advertise-peer-urls "http://127.0.0.1:$PEER_PORT"
-      --initial-cluster "compat=http://127.0.0.1:$PEER_PORT"
       --log-level warn
     )
   fi

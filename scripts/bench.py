@@ -58,14 +58,14 @@ class Server:
             "--advertise-client-urls", url,
             "--log-level", "warn",
         ]
-        if self.kind == "etcd":
-            # etcd always listens for peers; keep it off the default port.
-            peer = f"http://127.0.0.1:{self.peer_port}"
-            cmd += [
-                "--listen-peer-urls", peer,
-                "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", f"default={peer}",
-            ]
+        # Both listen for peers (as etcd always does); keep them off the
+        # default port.
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        cmd += [
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"default={peer}",
+        ]
         return cmd
 
     def start(self, bench):

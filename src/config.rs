@@ -90,6 +90,42 @@ const FLAGS: &[FlagDef] = &[
         "List of this member's peer URLs to advertise to the rest of the cluster.",
     ),
     flag(
+        "listen-peer-urls",
+        Kind::List,
+        "http://localhost:2380",
+        "List of URLs to listen on for peer traffic.",
+    ),
+    flag(
+        "initial-cluster",
+        Kind::Str,
+        "default=http://localhost:2380",
+        "Initial cluster configuration for bootstrapping.",
+    ),
+    flag(
+        "initial-cluster-state",
+        Kind::Str,
+        "new",
+        "Initial cluster state ('new' when bootstrapping a new cluster or 'existing' when adding new members to an existing cluster). After successful initialization (bootstrapping or adding), flag is ignored on restarts.",
+    ),
+    flag(
+        "strict-reconfig-check",
+        Kind::Bool,
+        "true",
+        "Reject reconfiguration requests that would cause quorum loss.",
+    ),
+    flag(
+        "max-learners",
+        Kind::Uint,
+        "1",
+        "Sets the maximum number of learners that can be available in the cluster membership.",
+    ),
+    flag(
+        "pre-vote",
+        Kind::Bool,
+        "true",
+        "Enable the raft Pre-Vote algorithm to prevent disruption when a node that has been partitioned away rejoins the cluster (always on in oxcd).",
+    ),
+    flag(
         "initial-cluster-token",
         Kind::Str,
         "etcd-cluster",
@@ -243,6 +279,13 @@ pub struct Config {
     pub advertise_client_urls: Vec<String>,
     pub initial_advertise_peer_urls: Vec<String>,
     pub initial_cluster_token: String,
+    pub listen_peer_urls: Vec<String>,
+    /// `--initial-cluster` as (name, peer URL) pairs, in flag order.
+    pub initial_cluster: Vec<(String, String)>,
+    /// `--initial-cluster-state existing`: join a running cluster.
+    pub join_existing: bool,
+    pub strict_reconfig_check: bool,
+    pub max_learners: u64,
     pub max_request_bytes: u64,
     pub max_txn_ops: u64,
     pub quota_backend_bytes: i64,
@@ -569,11 +612,44 @@ fn build(
             "invalid value {quota:?} for flag -quota-backend-bytes: parse error"
         ))
     })?;
+    let initial_advertise_peer_urls = list("initial-advertise-peer-urls");
+    let initial_cluster = if explicit.contains(&"initial-cluster") {
+        parse_initial_cluster(&get("initial-cluster"))?
+    } else {
+        // etcd: without --initial-cluster, this member alone, under its
+        // name, at its advertised peer URLs.
+        initial_advertise_peer_urls
+            .iter()
+            .map(|u| (name.clone(), u.clone()))
+            .collect()
+    };
+    let join_existing = match get("initial-cluster-state").as_str() {
+        "new" => false,
+        "existing" => true,
+        other => {
+            return Err(ConfigError::usage(format!(
+                "invalid value {other:?} for flag -initial-cluster-state: valid values are \"new\" and \"existing\""
+            )));
+        }
+    };
+    let bool_flag = |name: &str| -> Result<bool, ConfigError> {
+        let v = get(name);
+        parse_bool(&v).ok_or_else(|| {
+            ConfigError::usage(format!(
+                "invalid boolean value {v:?} for -{name}: parse error"
+            ))
+        })
+    };
     let cfg = Config {
+        listen_peer_urls: list("listen-peer-urls"),
+        initial_cluster,
+        join_existing,
+        strict_reconfig_check: bool_flag("strict-reconfig-check")?,
+        max_learners: uint("max-learners")?,
         listen_client_urls: list("listen-client-urls"),
         listen_metrics_urls: list("listen-metrics-urls"),
         advertise_client_urls: list("advertise-client-urls"),
-        initial_advertise_peer_urls: list("initial-advertise-peer-urls"),
+        initial_advertise_peer_urls,
         initial_cluster_token: get("initial-cluster-token"),
         max_request_bytes: uint("max-request-bytes")?,
         max_txn_ops: uint("max-txn-ops")?,
@@ -605,8 +681,38 @@ fn validate(cfg: &Config, explicit: &[&'static str]) -> Result<(), ConfigError> 
         .listen_client_urls
         .iter()
         .chain(&cfg.listen_metrics_urls)
+        .chain(&cfg.listen_peer_urls)
     {
         listen_addr(u).map_err(ConfigError::invalid)?;
+    }
+    let mine: Vec<&String> = cfg
+        .initial_cluster
+        .iter()
+        .filter(|(n, _)| *n == cfg.name)
+        .map(|(_, u)| u)
+        .collect();
+    if mine.is_empty() {
+        return Err(ConfigError::invalid(format!(
+            "couldn't find local name {:?} in the initial cluster configuration",
+            cfg.name
+        )));
+    }
+    if !cfg.join_existing {
+        let mut a: Vec<&String> = cfg.initial_advertise_peer_urls.iter().collect();
+        let mut b = mine.clone();
+        a.sort();
+        b.sort();
+        if a != b {
+            return Err(ConfigError::invalid(format!(
+                "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={}",
+                cfg.name,
+                mine.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                cfg.initial_advertise_peer_urls.join(",")
+            )));
+        }
     }
     for u in cfg
         .advertise_client_urls
@@ -650,6 +756,25 @@ fn validate(cfg: &Config, explicit: &[&'static str]) -> Result<(), ConfigError> 
     Ok(())
 }
 
+/// `name=url,name=url,...` into pairs (etcd: `types.NewURLsMap`).
+fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, url)) = part.split_once('=') else {
+            return Err(ConfigError::invalid(format!(
+                "failed to parse --initial-cluster: {part:?} is not in name=URL form"
+            )));
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::invalid(format!(
+                "URL scheme must be http, https, unix, or unixs: {url}"
+            )));
+        }
+        out.push((name.to_string(), url.to_string()));
+    }
+    Ok(out)
+}
+
 /// The socket address a client URL listens on. Only `http` URLs are served
 /// so far (TLS and unix sockets are not implemented yet).
 pub fn listen_addr(url: &str) -> Result<SocketAddr, String> {
@@ -688,6 +813,10 @@ impl Config {
             data_dir: self.data_dir.clone(),
             initial_advertise_peer_urls: self.initial_advertise_peer_urls.clone(),
             initial_cluster_token: self.initial_cluster_token.clone(),
+            initial_cluster: self.initial_cluster.clone(),
+            join_existing: self.join_existing,
+            strict_reconfig_check: self.strict_reconfig_check,
+            max_learners: self.max_learners,
             heartbeat: Duration::from_millis(self.heartbeat_interval_ms),
             election_timeout: Duration::from_millis(self.election_timeout_ms),
             snapshot_count: self.snapshot_count,

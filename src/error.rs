@@ -94,6 +94,7 @@ pub enum Error {
     TimeoutDueToLeaderFail,
     TimeoutDueToConnectionLost,
     TimeoutWaitAppliedIndex,
+    TimeoutLeaderTransfer,
     Unhealthy,
     Corrupt,
     NotSupportedForLearner,
@@ -208,6 +209,7 @@ impl Error {
             | E::TimeoutDueToLeaderFail
             | E::TimeoutDueToConnectionLost
             | E::TimeoutWaitAppliedIndex
+            | E::TimeoutLeaderTransfer
             | E::Unhealthy => Unavailable,
             E::Corrupt => DataLoss,
             E::DeadlineExceeded => DeadlineExceeded,
@@ -288,6 +290,9 @@ impl Error {
             }
             E::TimeoutWaitAppliedIndex => {
                 "etcdserver: request timed out, waiting for the applied index took too long"
+            }
+            E::TimeoutLeaderTransfer => {
+                "etcdserver: request timed out, leader transfer took too long"
             }
             E::Unhealthy => "etcdserver: unhealthy cluster",
             E::Corrupt => "etcdserver: corrupt cluster",
@@ -626,6 +631,11 @@ mod tests {
             Error::TimeoutWaitAppliedIndex,
             tonic::Code::Unavailable,
             "etcdserver: request timed out, waiting for the applied index took too long",
+        ),
+        (
+            Error::TimeoutLeaderTransfer,
+            tonic::Code::Unavailable,
+            "etcdserver: request timed out, leader transfer took too long",
         ),
         (
             Error::Unhealthy,

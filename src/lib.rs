@@ -24,6 +24,7 @@ pub mod lease;
 pub mod log;
 pub mod metrics;
 pub mod mvcc;
+pub mod peer;
 pub mod proto;
 pub mod raft;
 pub mod server;

@@ -87,7 +87,13 @@ async fn run(cfg: config::Config) -> oxcd::Result<()> {
         metrics_addrs.push((url.clone(), addr));
     }
     let metrics_listeners = oxcd::api::bind(&metrics_addrs).await?;
-    let server = oxcd::server::Server::start(cfg.server_config()).await?;
+    let mut peer_addrs = Vec::new();
+    for url in &cfg.listen_peer_urls {
+        let addr = config::listen_addr(url).map_err(oxcd::Error::Internal)?;
+        peer_addrs.push((url.clone(), addr));
+    }
+    let peer_listeners = oxcd::api::bind(&peer_addrs).await?;
+    let server = oxcd::server::Server::start(cfg.server_config(), peer_listeners).await?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {

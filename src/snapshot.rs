@@ -63,6 +63,11 @@ impl Checkpoint {
         Ok(Checkpoint { dir, files })
     }
 
+    /// The checkpoint's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The archive's length: a header and padded content per file, and the
     /// two zero blocks that end a tar archive.
     pub fn archive_len(&self) -> u64 {

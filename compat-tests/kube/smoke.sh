@@ -148,12 +148,10 @@ DATA_DIR="$W/data"
 
 start_server() {
   local args=(--name default --data-dir "$DATA_DIR"
-    --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL")
-  if [[ "$KIND" == etcd ]]; then
-    args+=(--listen-peer-urls "http://127.0.0.1:$PEER_PORT"
-      --initial-advertise-peer-urls "http://127.0.0.1:$PEER_PORT"
-      --initial-cluster "default=http://127.0.0.1:$PEER_PORT")
-  fi
+    --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL"
+    --listen-peer-urls "http://127.0.0.1:$PEER_PORT"
+    --initial-advertise-peer-urls "http://127.0.0.1:$PEER_PORT"
+    --initial-cluster "default=http://127.0.0.1:$PEER_PORT")
   echo "==== start $(date -u +%FT%TZ): $SERVER_BIN ${args[*]}" >>"$W/server.log"
   "$SERVER_BIN" "${args[@]}" >>"$W/server.log" 2>&1 </dev/null &
   SERVER_PID=$!

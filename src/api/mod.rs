@@ -140,7 +140,7 @@ pub async fn serve(
 
 /// Accepted connections, with Nagle off; transient accept failures (such as
 /// running out of file descriptors) are logged and retried.
-fn accept(
+pub(crate) fn accept(
     listener: TcpListener,
 ) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     async_stream::stream! {

@@ -1,8 +1,87 @@
-//! Cluster membership. For now: member and cluster ids, derived exactly as
-//! etcd derives them so a member started with the same flags as an etcd
-//! member reports the same ids (etcd: `server/etcdserver/api/membership`).
+//! Cluster membership (etcd: `server/etcdserver/api/membership`): member
+//! and cluster ids, derived exactly as etcd derives them, and the member
+//! table every member keeps in its state.
+//!
+//! The table changes only by applying raft entries (configuration changes
+//! and member attribute updates), so every member holds the same table at
+//! the same applied index; it lives in the `meta` column family next to the
+//! applied index and travels inside state snapshots.
 
+use std::sync::RwLock;
+
+use prost::Message as _;
 use sha1::{Digest, Sha1};
+
+use crate::error::{Error, Result};
+use crate::proto::etcdserverpb::Member;
+use crate::proto::oxcdpb::MemberTable;
+use crate::storage::{Cf, Db};
+
+/// Where the member table lives in the `meta` column family.
+pub const MEMBERS_KEY: &[u8] = b"members";
+
+/// The members of the cluster as of the applied index.
+#[derive(Default)]
+pub struct Members {
+    table: RwLock<MemberTable>,
+}
+
+impl Members {
+    pub fn new(table: MemberTable) -> Members {
+        Members {
+            table: RwLock::new(table),
+        }
+    }
+
+    /// The table stored in `db`, if any.
+    pub fn load(db: &Db) -> Result<Option<MemberTable>> {
+        match db.get(Cf::Meta, MEMBERS_KEY)? {
+            Some(b) => Ok(Some(
+                MemberTable::decode(b.as_slice()).map_err(Error::internal)?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// A copy of the whole table.
+    pub fn table(&self) -> MemberTable {
+        self.read().clone()
+    }
+
+    /// Replaces the table (after applying a change, or a snapshot).
+    pub fn set(&self, table: MemberTable) {
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = table;
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, MemberTable> {
+        self.table.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every member, ordered by id.
+    pub fn list(&self) -> Vec<Member> {
+        let mut v = self.read().members.clone();
+        v.sort_by_key(|m| m.id);
+        v
+    }
+
+    pub fn get(&self, id: u64) -> Option<Member> {
+        self.read().members.iter().find(|m| m.id == id).cloned()
+    }
+
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.read().removed.contains(&id)
+    }
+
+    /// The peer URLs of member `id`.
+    pub fn peer_urls(&self, id: u64) -> Vec<String> {
+        self.get(id).map(|m| m.peer_ur_ls).unwrap_or_default()
+    }
+}
+
+/// The table as bytes for the `meta` column family.
+pub fn encode_table(t: &MemberTable) -> Vec<u8> {
+    t.encode_to_vec()
+}
 
 /// A member's id: the first 8 bytes (big-endian) of SHA-1 over its sorted,
 /// concatenated peer URLs followed by the cluster token.

@@ -110,6 +110,14 @@ impl Lessor {
         }
     }
 
+    /// Forgets every lease (before loading a replaced state); the role
+    /// stays as it was.
+    pub fn clear(&mut self) {
+        self.leases.clear();
+        self.expiries.clear();
+        self.checkpoints.clear();
+    }
+
     /// Adds a lease read from storage at startup.
     pub fn load(&mut self, id: LeaseId, ttl: i64, remaining_ttl: i64) {
         self.leases.insert(

@@ -133,6 +133,18 @@ impl Store {
         &self.db
     }
 
+    /// Re-reads the revision counters after the state was replaced (a
+    /// snapshot from the leader was installed) and forgets cached counts.
+    pub fn reload(&self) -> Result<()> {
+        let fresh = Store::open(self.db.clone())?;
+        self.current_rev
+            .store(fresh.current_rev(), Ordering::Release);
+        self.compact_rev
+            .store(fresh.compact_rev(), Ordering::Release);
+        *self.anchors.lock().unwrap_or_else(|p| p.into_inner()) = CountAnchors::default();
+        Ok(())
+    }
+
     /// The newest revision whose changes are readable.
     pub fn current_rev(&self) -> i64 {
         self.current_rev.load(Ordering::Acquire)
@@ -580,6 +592,12 @@ impl Batch {
     /// Writes `key` to the `meta` column family with the batch.
     pub fn meta_put(&mut self, db: &Db, key: Vec<u8>, value: Vec<u8>) {
         self.wb.put_cf(db.cf(Cf::Meta), key, value);
+    }
+
+    /// Writes `key` to any column family with the batch (the raft
+    /// configuration, written with the entry that changed it).
+    pub fn raw_put(&mut self, db: &Db, cf: Cf, key: &[u8], value: &[u8]) {
+        self.wb.put_cf(db.cf(cf), key, value);
     }
 
     /// Deletes `key` from the `meta` column family with the batch.

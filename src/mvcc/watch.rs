@@ -533,6 +533,22 @@ impl WatchHub {
         }
     }
 
+    /// After the state was replaced by a snapshot (whose revision is
+    /// `rev`): every synced watcher catches up from storage, from the
+    /// first revision it has not been sent.
+    pub fn reset_after_restore(&self, rev: i64) {
+        let mut st = self.lock();
+        st.notified = rev;
+        let synced: Vec<Slot> = (0..st.slots.len() as Slot)
+            .filter(|&s| st.watcher(s).is_some_and(|w| w.state == WState::Synced))
+            .collect();
+        for slot in synced {
+            st.set_unsynced(slot);
+        }
+        drop(st);
+        self.wake_syncer();
+    }
+
     /// One round of catching up unsynced watchers. Returns whether it made
     /// progress (more rounds may be useful right away).
     fn sync_round(&self) -> bool {

@@ -17,8 +17,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use raft::prelude::{Entry, Message};
-use raft::{Config, RawNode, StateRole};
+use raft::prelude::{ConfChange, ConfState, Entry, EntryType, Message, Snapshot};
+use raft::{Config, RawNode, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 
 use super::storage::RaftStorage;
@@ -30,8 +30,43 @@ pub enum RaftMsg {
     Propose { id: u64, data: Vec<u8> },
     /// Ask for a read index; the reply is the commit index to wait for.
     ReadIndex { reply: oneshot::Sender<u64> },
+    /// Propose a configuration change; `id` identifies the proposal if
+    /// raft drops it.
+    ProposeConfChange { id: u64, cc: ConfChange },
     /// A message from a peer.
     Step(Box<Message>),
+    /// The transport could not deliver to this member.
+    Unreachable(u64),
+    /// How sending a snapshot to a member ended.
+    SnapshotStatus { to: u64, ok: bool },
+    /// Hand leadership to this member (Maintenance.MoveLeader).
+    TransferLeader(u64),
+    /// The leader's view of every member's replication progress.
+    Progress {
+        reply: oneshot::Sender<ProgressView>,
+    },
+}
+
+/// What a member knows about replication to the others (on the leader).
+#[derive(Debug, Clone, Default)]
+pub struct ProgressView {
+    pub is_leader: bool,
+    pub last_index: u64,
+    pub peers: Vec<PeerProgress>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerProgress {
+    pub id: u64,
+    pub matched: u64,
+    pub recent_active: bool,
+    pub learner: bool,
+}
+
+/// Sends raft messages to other members. Called on the raft thread; must
+/// not block.
+pub trait Transport: Send + Sync {
+    fn send(&self, msgs: Vec<Message>);
 }
 
 /// Raft facts other threads read: term, leader, commit and applied indexes.
@@ -76,6 +111,23 @@ impl RaftHandle {
             .map_err(|_| Error::Stopped)
     }
 
+    /// Queues a configuration change.
+    pub fn propose_conf_change(&self, id: u64, cc: ConfChange) -> Result<()> {
+        self.send(RaftMsg::ProposeConfChange { id, cc })
+    }
+
+    /// Queues any request for the raft thread.
+    pub fn send(&self, msg: RaftMsg) -> Result<()> {
+        self.tx.send(msg).map_err(|_| Error::Stopped)
+    }
+
+    /// The leader's view of replication (empty on followers).
+    pub async fn progress(&self) -> Result<ProgressView> {
+        let (reply, rx) = oneshot::channel();
+        self.send(RaftMsg::Progress { reply })?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
     /// Asks for a read index.
     pub fn read_index(&self) -> Result<oneshot::Receiver<u64>> {
         let (reply, rx) = oneshot::channel();
@@ -86,10 +138,23 @@ impl RaftHandle {
     }
 }
 
+/// Applies a configuration change to raft and returns the new
+/// configuration.
+pub type ApplyToRaft<'a> = &'a mut dyn FnMut(&ConfChange) -> Result<ConfState>;
+
 /// Where committed entries go, in order. Called on the raft thread right
 /// after the entries are committed.
 pub trait ApplySink: Send {
+    /// Normal entries.
     fn apply(&mut self, entries: Vec<Entry>);
+    /// A configuration change entry: validated against the member table,
+    /// then (if valid) applied to raft through `to_raft` and persisted.
+    /// Returns the new configuration if it changed.
+    fn conf_change(&mut self, entry: &Entry, to_raft: ApplyToRaft<'_>) -> Option<ConfState>;
+    /// Replaces the state with a snapshot received from the leader.
+    /// `raft_writes` holds the raft log's side, to be written with it.
+    fn install_snapshot(&mut self, snap: &Snapshot, raft_writes: rocksdb::WriteBatch)
+    -> Result<()>;
 }
 
 /// Callback for proposals raft refused (no leader known); receives the id.
@@ -103,6 +168,7 @@ pub fn spawn(
     status: Arc<RaftStatus>,
     applier: Box<dyn ApplySink>,
     on_dropped: OnDropped,
+    transport: Arc<dyn Transport>,
     logger: slog::Logger,
 ) -> Result<(RaftHandle, thread::JoinHandle<()>)> {
     let mut storage = storage;
@@ -150,6 +216,7 @@ pub fn spawn(
         status,
         applier,
         on_dropped,
+        transport,
         reads: HashMap::new(),
         next_read: 0,
     };
@@ -166,6 +233,7 @@ struct Runner {
     status: Arc<RaftStatus>,
     applier: Box<dyn ApplySink>,
     on_dropped: OnDropped,
+    transport: Arc<dyn Transport>,
     /// Pending read-index requests by context.
     reads: HashMap<u64, oneshot::Sender<u64>>,
     next_read: u64,
@@ -214,10 +282,52 @@ impl Runner {
                 self.reads.insert(ctx, reply);
                 self.node.read_index(ctx.to_be_bytes().to_vec());
             }
+            RaftMsg::ProposeConfChange { id, cc } => {
+                // raft-rs turns a second pending change into an empty entry
+                // whose proposer would wait forever: refuse it here.
+                if self.node.raft.has_pending_conf()
+                    || self
+                        .node
+                        .propose_conf_change(id.to_be_bytes().to_vec(), cc)
+                        .is_err()
+                {
+                    (self.on_dropped)(id);
+                }
+            }
             RaftMsg::Step(m) => {
                 if let Err(e) = self.node.step(*m) {
                     tracing::debug!(error = %e, "raft step failed");
                 }
+            }
+            RaftMsg::Unreachable(id) => self.node.report_unreachable(id),
+            RaftMsg::SnapshotStatus { to, ok } => {
+                let status = if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.node.report_snapshot(to, status);
+            }
+            RaftMsg::TransferLeader(to) => self.node.transfer_leader(to),
+            RaftMsg::Progress { reply } => {
+                let raft = &self.node.raft;
+                let mut view = ProgressView {
+                    is_leader: raft.state == StateRole::Leader,
+                    last_index: raft.raft_log.last_index(),
+                    peers: Vec::new(),
+                };
+                if view.is_leader {
+                    let learners = raft.prs().conf().learners().clone();
+                    for (id, pr) in raft.prs().iter() {
+                        view.peers.push(PeerProgress {
+                            id: *id,
+                            matched: pr.matched,
+                            recent_active: pr.recent_active || *id == self.cfg.id,
+                            learner: learners.contains(id),
+                        });
+                    }
+                }
+                let _ = reply.send(view);
             }
         }
     }
@@ -243,12 +353,23 @@ impl Runner {
                 );
             }
         }
-        // Peers don't exist yet; messages for them would be sent here.
-        let _ = ready.take_messages();
+        // A leader may send appends before its own fsync (raft's
+        // pipelining); what depends on the fsync is sent after it.
+        self.send_messages(ready.take_messages());
         if !ready.snapshot().is_empty() {
-            return Err(Error::internal(
-                "received a raft snapshot, which this version cannot install",
-            ));
+            let snap = ready.snapshot().clone();
+            let mut wb = rocksdb::WriteBatch::default();
+            self.node.mut_store().snapshot_writes(&mut wb, &snap)?;
+            self.applier.install_snapshot(&snap, wb)?;
+            self.node.mut_store().restored(&snap);
+            self.status
+                .applied
+                .store(snap.get_metadata().index, Ordering::Release);
+            tracing::info!(
+                index = snap.get_metadata().index,
+                term = snap.get_metadata().term,
+                "installed a snapshot from the leader"
+            );
         }
         for rs in ready.take_read_states() {
             self.answer_read(&rs.request_ctx, rs.index);
@@ -257,12 +378,12 @@ impl Runner {
         if !ready.entries().is_empty() || ready.hs().is_some() {
             self.node.mut_store().append(ready.entries(), ready.hs())?;
         }
-        let _ = ready.take_persisted_messages();
+        self.send_messages(ready.take_persisted_messages());
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
             self.node.mut_store().set_commit(commit)?;
         }
-        let _ = light.take_messages();
+        self.send_messages(light.take_messages());
         self.send_committed(light.take_committed_entries());
         self.node.advance_apply();
         self.status
@@ -286,11 +407,43 @@ impl Runner {
         }
     }
 
+    fn send_messages(&self, msgs: Vec<Message>) {
+        if !msgs.is_empty() {
+            self.transport.send(msgs);
+        }
+    }
+
+    /// Hands committed entries to the applier; configuration changes are
+    /// applied one by one between the runs of normal entries around them.
     fn send_committed(&mut self, entries: Vec<Entry>) {
         if entries.is_empty() {
             return;
         }
-        self.applier.apply(entries);
+        if !entries
+            .iter()
+            .any(|e| e.get_entry_type() != EntryType::EntryNormal)
+        {
+            self.applier.apply(entries);
+            return;
+        }
+        let mut run = Vec::new();
+        for e in entries {
+            if e.get_entry_type() == EntryType::EntryNormal {
+                run.push(e);
+                continue;
+            }
+            if !run.is_empty() {
+                self.applier.apply(std::mem::take(&mut run));
+            }
+            let node = &mut self.node;
+            let mut to_raft = |cc: &ConfChange| node.apply_conf_change(cc).map_err(Error::internal);
+            if let Some(cs) = self.applier.conf_change(&e, &mut to_raft) {
+                self.node.mut_store().set_conf_state(cs);
+            }
+        }
+        if !run.is_empty() {
+            self.applier.apply(run);
+        }
     }
 
     /// Drops applied log entries once `snapshot_count` of them accumulate,

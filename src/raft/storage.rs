@@ -5,6 +5,8 @@
 //! synced write batch ([`RaftStorage::append`]): that fsync is what makes a
 //! write durable before it is acknowledged.
 
+use std::cell::RefCell;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use protobuf::Message as _;
@@ -13,10 +15,11 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use rocksdb::WriteBatch;
 
 use crate::error::{Error, Result};
-use crate::storage::{Cf, Db};
+use crate::snapshot::Checkpoint;
+use crate::storage::{Cf, Db, meta_key};
 
 const HARD_STATE: &[u8] = b"hard_state";
-const CONF_STATE: &[u8] = b"conf_state";
+pub const CONF_STATE: &[u8] = b"conf_state";
 /// Index and term of the last entry removed from the log (or 0, 0).
 const TRUNCATED: &[u8] = b"truncated";
 
@@ -37,6 +40,11 @@ pub struct RaftStorage {
     truncated_term: u64,
     last_index: u64,
     last_term: u64,
+    /// Where state checkpoints for followers are taken.
+    snapshot_dir: Option<PathBuf>,
+    /// The last snapshot made for a follower and its checkpoint, reused
+    /// while it is recent enough.
+    snapshot: RefCell<Option<(Snapshot, Checkpoint)>>,
 }
 
 impl RaftStorage {
@@ -67,6 +75,8 @@ impl RaftStorage {
             truncated_term,
             last_index: truncated_index,
             last_term: truncated_term,
+            snapshot_dir: None,
+            snapshot: RefCell::new(None),
         };
         let mut it = s.db.raw().raw_iterator_cf(s.db.cf(Cf::RaftLog));
         it.seek_to_last();
@@ -78,6 +88,114 @@ impl RaftStorage {
         it.status()?;
         drop(it);
         Ok(Some(s))
+    }
+
+    /// An empty log with no configuration, for a member joining a running
+    /// cluster: it learns everything (the configuration included) from the
+    /// leader's snapshot.
+    pub fn bootstrap_joining(db: Arc<Db>) -> Result<RaftStorage> {
+        let mut s = RaftStorage::bootstrap(db, Vec::new())?;
+        s.hard_state.term = 0;
+        let mut wb = WriteBatch::default();
+        wb.put_cf(
+            s.db.cf(Cf::RaftMeta),
+            HARD_STATE,
+            s.hard_state.write_to_bytes().map_err(Error::internal)?,
+        );
+        s.db.write_synced(wb)?;
+        Ok(s)
+    }
+
+    /// Where snapshots for followers are checkpointed (the member
+    /// directory).
+    pub fn set_snapshot_dir(&mut self, dir: PathBuf) {
+        self.snapshot_dir = Some(dir);
+    }
+
+    /// The configuration after applying a change (the applier persisted
+    /// it with the entry).
+    pub fn set_conf_state(&mut self, cs: ConfState) {
+        self.conf_state = cs;
+    }
+
+    /// Adds to `wb` the raft side of installing `snap`: the log is
+    /// emptied and starts after the snapshot, whose configuration and
+    /// commit index are recorded.
+    pub fn snapshot_writes(&self, wb: &mut WriteBatch, snap: &Snapshot) -> Result<()> {
+        let meta = snap.get_metadata();
+        wb.delete_range_cf(self.db.cf(Cf::RaftLog), index_key(0), index_key(u64::MAX));
+        let mut t = [0u8; 16];
+        t[..8].copy_from_slice(&meta.index.to_be_bytes());
+        t[8..].copy_from_slice(&meta.term.to_be_bytes());
+        let raft_meta = self.db.cf(Cf::RaftMeta);
+        wb.put_cf(raft_meta, TRUNCATED, t);
+        wb.put_cf(
+            raft_meta,
+            CONF_STATE,
+            meta.get_conf_state()
+                .write_to_bytes()
+                .map_err(Error::internal)?,
+        );
+        let mut hs = self.hard_state.clone();
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
+        wb.put_cf(
+            raft_meta,
+            HARD_STATE,
+            hs.write_to_bytes().map_err(Error::internal)?,
+        );
+        Ok(())
+    }
+
+    /// Records in memory what [`RaftStorage::snapshot_writes`] wrote.
+    pub fn restored(&mut self, snap: &Snapshot) {
+        let meta = snap.get_metadata();
+        self.truncated_index = meta.index;
+        self.truncated_term = meta.term;
+        self.last_index = meta.index;
+        self.last_term = meta.term;
+        self.conf_state = meta.get_conf_state().clone();
+        self.hard_state.commit = self.hard_state.commit.max(meta.index);
+        self.hard_state.term = self.hard_state.term.max(meta.term);
+    }
+
+    /// A snapshot of the applied state for a follower: a checkpoint of
+    /// the database (hard links, after a memtable flush) taken on the raft
+    /// thread, where nothing is being applied, so it holds exactly the
+    /// state at the applied index recorded in it.
+    fn make_snapshot(&self, request_index: u64) -> Result<Snapshot> {
+        let mut cache = self.snapshot.borrow_mut();
+        if let Some((snap, _)) = cache.as_ref() {
+            let index = snap.get_metadata().index;
+            // Reusable while the log still continues right after it.
+            if index >= request_index && index >= self.truncated_index {
+                return Ok(snap.clone());
+            }
+        }
+        let dir = self
+            .snapshot_dir
+            .clone()
+            .ok_or_else(|| Error::internal("no snapshot directory"))?;
+        let index = self
+            .db
+            .get_u64(Cf::Meta, meta_key::APPLIED_INDEX)?
+            .unwrap_or(0);
+        let term = self
+            .db
+            .get_u64(Cf::Meta, meta_key::APPLIED_TERM)?
+            .unwrap_or(0);
+        // Drop the previous checkpoint first (its directory goes with it).
+        *cache = None;
+        let cp = Checkpoint::take(&self.db, &dir)?;
+        let mut snap = Snapshot::default();
+        snap.set_data(cp.dir().to_string_lossy().as_bytes().to_vec().into());
+        let m = snap.mut_metadata();
+        m.index = index;
+        m.term = term;
+        m.set_conf_state(self.conf_state.clone());
+        tracing::info!(index, term, dir = %cp.dir().display(), "made a snapshot for a follower");
+        *cache = Some((snap.clone(), cp));
+        Ok(snap)
     }
 
     /// Initialises an empty log for a new cluster with the given voters.
@@ -113,6 +231,8 @@ impl RaftStorage {
             truncated_term: 0,
             last_index: 0,
             last_term: 0,
+            snapshot_dir: None,
+            snapshot: RefCell::new(None),
         })
     }
 
@@ -158,6 +278,8 @@ impl RaftStorage {
             truncated_term: 1,
             last_index: applied,
             last_term: 1,
+            snapshot_dir: None,
+            snapshot: RefCell::new(None),
         })
     }
 
@@ -344,12 +466,11 @@ impl raft::Storage for RaftStorage {
         Ok(self.last_index)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Only a leader with followers asks for snapshots; multi-member
-        // clusters (and state snapshots) are not implemented yet.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        self.make_snapshot(request_index).map_err(|e| {
+            tracing::warn!(error = %e, "could not make a snapshot");
+            raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)
+        })
     }
 }
 

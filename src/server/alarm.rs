@@ -73,6 +73,15 @@ impl AlarmSet {
         self.active.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Replaces the set with the alarms persisted in `db` (after a
+    /// snapshot replaced the state).
+    pub fn reload(&self, db: &Db) -> Result<()> {
+        let fresh = AlarmSet::load(db)?;
+        *self.lock() = fresh.lock().clone();
+        self.refresh();
+        Ok(())
+    }
+
     fn refresh(&self) {
         let active = self.lock();
         let has = |t: AlarmType| active.iter().any(|(_, a)| *a == t as i32);

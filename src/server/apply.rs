@@ -25,25 +25,32 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use prost::Message as _;
-use raft::prelude::{Entry, EntryType};
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Snapshot};
 use tokio::sync::watch;
 
 use super::alarm::{self, AlarmSet};
 use super::txn;
 use super::wait::Wait;
+use crate::cluster::{self, Members};
 use crate::error::{Error, Result};
 use crate::lease::{self, SharedLessor};
 use crate::mvcc::KeyRange;
 use crate::mvcc::compact::Compactor;
 use crate::mvcc::watch::WatchHub;
 use crate::mvcc::{Batch, Store};
+use crate::proto::etcdserverpb::Member;
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::{
     AlarmMember, AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
     LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
 };
-use crate::proto::oxcdpb::{InternalRaftRequest, internal_raft_request::Request};
+use crate::proto::oxcdpb::{
+    ConfChangeContext, InternalRaftRequest, MemberTable, internal_raft_request::Request,
+};
 use crate::raft::RaftStatus;
+use crate::raft::node::ApplyToRaft;
+use crate::storage::{Cf, Db, meta_key};
 
 /// What applying one request produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +64,9 @@ pub enum Response {
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint,
     Alarm(AlarmResponse),
+    /// A membership change: the member list after it.
+    Members(Vec<Member>),
+    MemberAttrs,
 }
 
 pub type ApplyResult = Result<Response>;
@@ -79,6 +89,10 @@ pub struct Applier {
     hub: Arc<WatchHub>,
     lessor: SharedLessor,
     alarms: Arc<AlarmSet>,
+    members: Arc<Members>,
+    member_id: u64,
+    /// The member table as changed by the batch being applied.
+    pending_members: Option<MemberTable>,
     applied: u64,
 }
 
@@ -92,6 +106,8 @@ pub struct ApplierDeps {
     pub hub: Arc<WatchHub>,
     pub lessor: SharedLessor,
     pub alarms: Arc<AlarmSet>,
+    pub members: Arc<Members>,
+    pub member_id: u64,
 }
 
 impl Applier {
@@ -106,8 +122,223 @@ impl Applier {
             hub: d.hub,
             lessor: d.lessor,
             alarms: d.alarms,
+            members: d.members,
+            member_id: d.member_id,
+            pending_members: None,
             applied,
         }
+    }
+
+    /// The member table as the batch being applied sees it.
+    fn members_now(&self) -> MemberTable {
+        self.pending_members
+            .clone()
+            .unwrap_or_else(|| self.members.table())
+    }
+
+    /// Records a changed member table with the batch.
+    fn stage_members(&mut self, batch: &mut Batch, table: MemberTable) {
+        let db = self.store.db().clone();
+        batch.meta_put(
+            &db,
+            cluster::MEMBERS_KEY.to_vec(),
+            cluster::encode_table(&table),
+        );
+        self.pending_members = Some(table);
+    }
+
+    /// Validates a configuration change against the member table and
+    /// returns the table after it (etcd: `ValidateConfigurationChange`).
+    fn member_change(&self, cc: &ConfChange, member: Option<Member>) -> Result<MemberTable> {
+        let mut t = self.members_now();
+        let id = cc.node_id;
+        let url_taken = |t: &MemberTable, m: &Member| {
+            t.members
+                .iter()
+                .any(|o| o.id != m.id && o.peer_ur_ls.iter().any(|u| m.peer_ur_ls.contains(u)))
+        };
+        match cc.get_change_type() {
+            ConfChangeType::AddNode => {
+                if let Some(m) = t.members.iter_mut().find(|m| m.id == id) {
+                    if !m.is_learner {
+                        return Err(Error::MemberExist);
+                    }
+                    // Promotion of a learner.
+                    m.is_learner = false;
+                    return Ok(t);
+                }
+                if t.removed.contains(&id) {
+                    return Err(Error::MemberNotFound);
+                }
+                let mut m =
+                    member.ok_or_else(|| Error::internal("member change without a member"))?;
+                m.id = id;
+                m.is_learner = false;
+                if url_taken(&t, &m) {
+                    return Err(Error::PeerUrlExist);
+                }
+                t.members.push(m);
+            }
+            ConfChangeType::AddLearnerNode => {
+                if t.members.iter().any(|m| m.id == id) {
+                    return Err(Error::MemberExist);
+                }
+                if t.removed.contains(&id) {
+                    return Err(Error::MemberNotFound);
+                }
+                let mut m =
+                    member.ok_or_else(|| Error::internal("member change without a member"))?;
+                m.id = id;
+                m.is_learner = true;
+                if url_taken(&t, &m) {
+                    return Err(Error::PeerUrlExist);
+                }
+                t.members.push(m);
+            }
+            ConfChangeType::RemoveNode => {
+                let before = t.members.len();
+                t.members.retain(|m| m.id != id);
+                if t.members.len() == before {
+                    return Err(Error::MemberNotFound);
+                }
+                t.removed.push(id);
+            }
+        }
+        Ok(t)
+    }
+
+    /// Applies a configuration change entry (see `ApplySink::conf_change`).
+    fn apply_conf_change(&mut self, e: &Entry, to_raft: ApplyToRaft<'_>) -> Option<ConfState> {
+        if e.index <= self.applied {
+            return None;
+        }
+        let cc = match ConfChange::parse_from_bytes(&e.data) {
+            Ok(cc) => cc,
+            Err(err) => fatal(
+                &format!("undecodable configuration change {}", e.index),
+                &err,
+            ),
+        };
+        let ctx = ConfChangeContext::decode(&cc.context[..]).unwrap_or_default();
+        let mut batch = self.store.begin_batch();
+        let mut new_cs = None;
+        let result = match self.member_change(&cc, ctx.member) {
+            Ok(table) => match to_raft(&cc) {
+                Ok(cs) => {
+                    let db = self.store.db().clone();
+                    match cs.write_to_bytes() {
+                        Ok(b) => {
+                            batch.raw_put(&db, Cf::RaftMeta, crate::raft::storage::CONF_STATE, &b)
+                        }
+                        Err(err) => fatal("encoding the raft configuration", &err),
+                    }
+                    let list = {
+                        let mut v = table.members.clone();
+                        v.sort_by_key(|m| m.id);
+                        v
+                    };
+                    self.stage_members(&mut batch, table);
+                    new_cs = Some(cs);
+                    Ok(Response::Members(list))
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "raft refused a configuration change");
+                    Err(Error::internal(format!(
+                        "configuration change refused: {err}"
+                    )))
+                }
+            },
+            Err(err) => Err(err),
+        };
+        batch.set_applied(e.index, e.term);
+        let committed = match self.store.write(batch) {
+            Ok(c) => c,
+            Err(err) => fatal("writing a configuration change", &err),
+        };
+        self.store.publish(&committed);
+        if let Some(t) = self.pending_members.take() {
+            self.members.set(t);
+        }
+        self.applied = e.index;
+        if let Ok(Response::Members(_)) = &result {
+            tracing::info!(
+                change = ?cc.get_change_type(),
+                member_id = format!("{:x}", cc.node_id),
+                "applied a membership change"
+            );
+        }
+        let removed_self = cc.get_change_type() == ConfChangeType::RemoveNode
+            && cc.node_id == self.member_id
+            && result.is_ok();
+        self.wait.trigger(ctx.id, result);
+        self.status.applied.store(e.index, Ordering::Release);
+        self.applied_tx.send_replace(e.index);
+        if removed_self {
+            // etcd: a removed member stops (after answering the request
+            // that removed it, if it came through this member).
+            tracing::warn!("the member has been permanently removed from the cluster");
+            std::thread::spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                std::process::exit(0);
+            });
+        }
+        new_cs
+    }
+
+    /// Replaces the state with the checkpoint a snapshot refers to: every
+    /// state column family is emptied and refilled from it, together with
+    /// the raft log changes in `wb`, in one synced write (a crash keeps
+    /// either the old state and log or the new ones). This member keeps
+    /// its own id.
+    fn install(&mut self, snap: &Snapshot, mut wb: rocksdb::WriteBatch) -> Result<()> {
+        let dir = std::path::PathBuf::from(String::from_utf8_lossy(snap.get_data()).into_owned());
+        let db = self.store.db().clone();
+        {
+            let src = Db::open(&dir)?;
+            for cf in Cf::STATE {
+                let mut opts = rocksdb::ReadOptions::default();
+                opts.set_total_order_seek(true);
+                let mut it = db.raw().raw_iterator_cf_opt(db.cf(cf), opts);
+                it.seek_to_first();
+                while let Some(k) = it.key() {
+                    wb.delete_cf(db.cf(cf), k);
+                    it.next();
+                }
+                it.status()?;
+                let mut opts = rocksdb::ReadOptions::default();
+                opts.set_total_order_seek(true);
+                let mut it = src.raw().raw_iterator_cf_opt(src.cf(cf), opts);
+                it.seek_to_first();
+                while let Some((k, v)) = it.item() {
+                    wb.put_cf(db.cf(cf), k, v);
+                    it.next();
+                }
+                it.status()?;
+            }
+        }
+        wb.put_cf(
+            db.cf(Cf::Meta),
+            meta_key::MEMBER_ID,
+            self.member_id.to_be_bytes(),
+        );
+        db.write_synced(wb)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        self.store.reload()?;
+        {
+            let mut l = lease::lock(&self.lessor);
+            l.clear();
+            super::lease::load(&db, &mut l)?;
+        }
+        self.alarms.reload(&db)?;
+        if let Some(t) = Members::load(&db)? {
+            self.members.set(t);
+        }
+        let index = snap.get_metadata().index;
+        self.applied = index;
+        self.hub.reset_after_restore(self.store.current_rev());
+        self.status.applied.store(index, Ordering::Release);
+        self.applied_tx.send_replace(index);
+        Ok(())
     }
 
     /// Applies a run of committed entries as one batch.
@@ -139,6 +370,7 @@ impl Applier {
             return;
         };
         batch.set_applied(index, term);
+        let staged_members = self.pending_members.take();
         let committed = match self.store.write(batch) {
             Ok(c) => c,
             Err(err) => fatal("writing applied entries", &err),
@@ -147,6 +379,9 @@ impl Applier {
         // before watchers have been handed its events.
         self.hub.notify(&committed.events, committed.rev);
         self.store.publish(&committed);
+        if let Some(t) = staged_members {
+            self.members.set(t);
+        }
         self.applied = index;
         if let Some(rev) = committed.compaction {
             self.compactor.schedule(rev);
@@ -212,7 +447,7 @@ impl Applier {
         None
     }
 
-    fn apply_request(&self, batch: &mut Batch, req: Option<Request>) -> ApplyResult {
+    fn apply_request(&mut self, batch: &mut Batch, req: Option<Request>) -> ApplyResult {
         let db = self.store.db().clone();
         if let Some(e) = self.refused_by_alarm(&req) {
             return Err(e);
@@ -335,6 +570,34 @@ impl Applier {
                     alarms,
                 }))
             }
+            Some(Request::MemberAttrs(a)) => {
+                let mut t = self.members_now();
+                let Some(m) = t.members.iter_mut().find(|m| m.id == a.member_id) else {
+                    // A removed member's late publication changes nothing.
+                    return Ok(Response::MemberAttrs);
+                };
+                m.name = a.name;
+                m.client_ur_ls = a.client_urls;
+                self.stage_members(batch, t);
+                Ok(Response::MemberAttrs)
+            }
+            Some(Request::MemberUpdate(u)) => {
+                let mut t = self.members_now();
+                if t.members
+                    .iter()
+                    .any(|o| o.id != u.id && o.peer_ur_ls.iter().any(|p| u.peer_ur_ls.contains(p)))
+                {
+                    return Err(Error::PeerUrlExist);
+                }
+                let Some(m) = t.members.iter_mut().find(|m| m.id == u.id) else {
+                    return Err(Error::MemberNotFound);
+                };
+                m.peer_ur_ls = u.peer_ur_ls;
+                let mut list = t.members.clone();
+                list.sort_by_key(|m| m.id);
+                self.stage_members(batch, t);
+                Ok(Response::Members(list))
+            }
             None => Err(Error::internal("raft entry without a request")),
         }
     }
@@ -343,6 +606,18 @@ impl Applier {
 impl crate::raft::node::ApplySink for Applier {
     fn apply(&mut self, entries: Vec<Entry>) {
         self.apply_entries(&entries);
+    }
+
+    fn conf_change(&mut self, entry: &Entry, to_raft: ApplyToRaft<'_>) -> Option<ConfState> {
+        self.apply_conf_change(entry, to_raft)
+    }
+
+    fn install_snapshot(
+        &mut self,
+        snap: &Snapshot,
+        raft_writes: rocksdb::WriteBatch,
+    ) -> Result<()> {
+        self.install(snap, raft_writes)
     }
 }
 

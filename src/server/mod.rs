@@ -14,6 +14,7 @@ pub mod alarm;
 pub mod apply;
 pub mod concurrency;
 pub mod lease;
+pub mod membership;
 pub mod read;
 pub mod txn;
 pub mod wait;
@@ -26,7 +27,7 @@ use std::time::Duration;
 use prost::Message as _;
 use tokio::sync::watch;
 
-use crate::cluster;
+use crate::cluster::{self, Members};
 use crate::error::{Error, Result};
 use crate::lease::{Lessor, SharedLessor};
 use crate::log::raft_logger;
@@ -58,6 +59,12 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub initial_advertise_peer_urls: Vec<String>,
     pub initial_cluster_token: String,
+    /// `--initial-cluster` as (name, peer URL) pairs.
+    pub initial_cluster: Vec<(String, String)>,
+    /// `--initial-cluster-state existing`.
+    pub join_existing: bool,
+    pub strict_reconfig_check: bool,
+    pub max_learners: u64,
     pub heartbeat: Duration,
     pub election_timeout: Duration,
     pub snapshot_count: u64,
@@ -104,6 +111,7 @@ pub struct Server {
     member_id: u64,
     cluster_id: u64,
     alarms: Arc<alarm::AlarmSet>,
+    members: Arc<Members>,
     /// The backend's size as last measured, and when (milliseconds since
     /// `started`), for the quota check.
     backend_size: AtomicU64,
@@ -118,15 +126,18 @@ impl Server {
     /// beyond the applied state, and starts the raft and apply threads.
     /// Returns once this member has a leader and has applied everything
     /// committed so far.
-    pub async fn start(cfg: ServerConfig) -> Result<Arc<Server>> {
-        let db_path = cfg.data_dir.join("member").join("db");
-        remove_leftover_checkpoints(&cfg.data_dir.join("member"));
+    pub async fn start(
+        cfg: ServerConfig,
+        peer_listeners: Vec<(String, tokio::net::TcpListener)>,
+    ) -> Result<Arc<Server>> {
+        let member_dir = cfg.data_dir.join("member");
+        let db_path = member_dir.join("db");
+        remove_leftover_checkpoints(&member_dir);
         let db = Db::open(&db_path)?;
-        let (member_id, cluster_id) = ids(&db, &cfg)?;
-        let storage = match RaftStorage::open(db.clone())? {
-            Some(s) => s,
-            None => RaftStorage::bootstrap(db.clone(), vec![member_id])?,
-        };
+        let (member_id, cluster_id, mut storage) = open_or_bootstrap(&db, &cfg).await?;
+        storage.set_snapshot_dir(member_dir.clone());
+        let members = Arc::new(Members::new(Members::load(&db)?.unwrap_or_default()));
+        let transport = crate::peer::Transport::new(member_id, cluster_id, members.clone());
         let store = Arc::new(Store::open(db.clone())?);
         let applied = db
             .get_u64(crate::storage::Cf::Meta, meta_key::APPLIED_INDEX)?
@@ -176,6 +187,8 @@ impl Server {
                 hub: hub.clone(),
                 lessor: lessor.clone(),
                 alarms: alarms.clone(),
+                members: members.clone(),
+                member_id,
             },
             applied,
         );
@@ -185,8 +198,24 @@ impl Server {
             status,
             Box::new(applier),
             on_dropped,
+            transport.clone(),
             raft_logger(),
         )?;
+        transport.set_raft(raft.clone());
+        for (url, listener) in peer_listeners {
+            let svc = crate::peer::PeerService::new(transport.clone(), member_dir.clone());
+            tracing::info!(address = %url, "serving peer traffic");
+            tokio::spawn(async move {
+                let r = tonic::transport::Server::builder()
+                    .max_concurrent_streams(u32::MAX)
+                    .add_service(svc)
+                    .serve_with_incoming(crate::api::accept(listener))
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "peer server stopped");
+                }
+            });
+        }
         let read =
             read::ReadBarrier::spawn(raft.clone(), applied_rx.clone(), cfg.request_timeout());
         let server = Arc::new(Server {
@@ -203,6 +232,7 @@ impl Server {
             member_id,
             cluster_id,
             alarms,
+            members,
             backend_size: AtomicU64::new(0),
             backend_size_at: AtomicU64::new(u64::MAX),
             started: std::time::Instant::now(),
@@ -211,7 +241,44 @@ impl Server {
         let _ = server.me.set(Arc::downgrade(&server));
         tokio::spawn(lease::run_timer(Arc::downgrade(&server)));
         server.wait_ready().await?;
+        server.publish().await?;
         Ok(server)
+    }
+
+    /// Records this member's name and client URLs in the member table
+    /// through raft, if they changed (etcd: `publishV3`), retrying until
+    /// it succeeds, as etcd does before serving clients.
+    async fn publish(&self) -> Result<()> {
+        let attrs = crate::proto::oxcdpb::MemberAttrs {
+            member_id: self.member_id,
+            name: self.cfg.name.clone(),
+            client_urls: self.cfg.advertise_client_urls.clone(),
+        };
+        let deadline = tokio::time::Instant::now() + self.cfg.request_timeout() * 4;
+        loop {
+            if let Some(m) = self.members.get(self.member_id)
+                && m.name == attrs.name
+                && m.client_ur_ls == attrs.client_urls
+            {
+                return Ok(());
+            }
+            match self.propose(Request::MemberAttrs(attrs.clone())).await {
+                Ok(_) => {
+                    tracing::info!(
+                        member_id = format!("{:x}", self.member_id),
+                        name = %attrs.name,
+                        client_urls = ?attrs.client_urls,
+                        "published local member to cluster through raft"
+                    );
+                    return Ok(());
+                }
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "failed to publish local member; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Waits until a leader is known and the applier has caught up with the
@@ -418,13 +485,27 @@ impl Server {
 
     /// This member as the member list shows it.
     pub fn member(&self) -> crate::proto::etcdserverpb::Member {
-        crate::proto::etcdserverpb::Member {
-            id: self.member_id,
-            name: self.cfg.name.clone(),
-            peer_ur_ls: self.cfg.initial_advertise_peer_urls.clone(),
-            client_ur_ls: self.cfg.advertise_client_urls.clone(),
-            is_learner: false,
-        }
+        self.members
+            .get(self.member_id)
+            .unwrap_or_else(|| crate::proto::etcdserverpb::Member {
+                id: self.member_id,
+                name: self.cfg.name.clone(),
+                peer_ur_ls: self.cfg.initial_advertise_peer_urls.clone(),
+                client_ur_ls: self.cfg.advertise_client_urls.clone(),
+                is_learner: false,
+            })
+    }
+
+    /// Every member, as of this member's applied index.
+    pub fn members(&self) -> Vec<crate::proto::etcdserverpb::Member> {
+        self.members.list()
+    }
+
+    /// Whether this member is a learner.
+    pub fn is_learner(&self) -> bool {
+        self.members
+            .get(self.member_id)
+            .is_some_and(|m| m.is_learner)
     }
 
     pub fn cluster_id(&self) -> u64 {
@@ -443,7 +524,7 @@ impl Server {
     }
 
     /// Proposes a request and waits for the applier's result.
-    async fn propose(&self, request: Request) -> ApplyResult {
+    pub(crate) async fn propose(&self, request: Request) -> ApplyResult {
         let st = &self.raft.status;
         let lag = st
             .commit
@@ -588,8 +669,6 @@ impl Drop for CancelGuard<'_> {
     }
 }
 
-/// This member's and the cluster's ids: fixed at the first start and kept
-/// in the `meta` column family.
 /// Removes snapshot checkpoints a crash left behind.
 fn remove_leftover_checkpoints(member_dir: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(member_dir) else {
@@ -602,19 +681,140 @@ fn remove_leftover_checkpoints(member_dir: &std::path::Path) {
     }
 }
 
-fn ids(db: &Db, cfg: &ServerConfig) -> Result<(u64, u64)> {
+/// Opens this member's raft log, or creates it at the first start: for a
+/// new cluster, from `--initial-cluster` (member ids derived as etcd
+/// derives them); for `--initial-cluster-state existing`, from the member
+/// table of the running cluster, which must already list this member's peer
+/// URLs (`member add`). Returns the member id, the cluster id and the log.
+async fn open_or_bootstrap(db: &Arc<Db>, cfg: &ServerConfig) -> Result<(u64, u64, RaftStorage)> {
+    use crate::proto::etcdserverpb::Member;
+    use crate::proto::oxcdpb::MemberTable;
     use crate::storage::Cf;
-    if let (Some(m), Some(c)) = (
-        db.get_u64(Cf::Meta, meta_key::MEMBER_ID)?,
-        db.get_u64(Cf::Meta, meta_key::CLUSTER_ID)?,
-    ) {
-        return Ok((m, c));
+    if let Some(storage) = RaftStorage::open(db.clone())? {
+        let (Some(m), Some(c)) = (
+            db.get_u64(Cf::Meta, meta_key::MEMBER_ID)?,
+            db.get_u64(Cf::Meta, meta_key::CLUSTER_ID)?,
+        ) else {
+            return Err(Error::internal(
+                "data directory has a raft log but no member id",
+            ));
+        };
+        if Members::load(db)?.is_none() {
+            // A data directory from before the member table existed: it
+            // was a one-member cluster.
+            let table = MemberTable {
+                members: vec![Member {
+                    id: m,
+                    name: cfg.name.clone(),
+                    peer_ur_ls: cfg.initial_advertise_peer_urls.clone(),
+                    client_ur_ls: Vec::new(),
+                    is_learner: false,
+                }],
+                removed: Vec::new(),
+            };
+            let mut wb = rocksdb::WriteBatch::default();
+            wb.put_cf(
+                db.cf(Cf::Meta),
+                cluster::MEMBERS_KEY,
+                cluster::encode_table(&table),
+            );
+            db.write_synced(wb)?;
+        }
+        return Ok((m, c, storage));
     }
-    let m = cluster::member_id(&cfg.initial_advertise_peer_urls, &cfg.initial_cluster_token);
-    let c = cluster::cluster_id(&[m]);
+    let mut mine = cfg.initial_advertise_peer_urls.clone();
+    mine.sort();
+    if cfg.join_existing {
+        let others: Vec<String> = cfg
+            .initial_cluster
+            .iter()
+            .filter(|(n, u)| *n != cfg.name && !mine.contains(u))
+            .map(|(_, u)| u.clone())
+            .collect();
+        let remote = crate::peer::fetch_members(&others).await.map_err(|e| {
+            Error::internal(format!("cannot fetch cluster info from peer urls: {e}"))
+        })?;
+        let me = remote
+            .members
+            .iter()
+            .find(|m| {
+                let mut u = m.peer_ur_ls.clone();
+                u.sort();
+                u == mine
+            })
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "error validating peerURLs: member with peer URLs {} is not in the cluster (add it with 'member add' first)",
+                    mine.join(",")
+                ))
+            })?;
+        let member_id = me.id;
+        let table = MemberTable {
+            members: remote.members.clone(),
+            removed: Vec::new(),
+        };
+        let mut wb = rocksdb::WriteBatch::default();
+        wb.put_cf(
+            db.cf(Cf::Meta),
+            meta_key::MEMBER_ID,
+            member_id.to_be_bytes(),
+        );
+        wb.put_cf(
+            db.cf(Cf::Meta),
+            meta_key::CLUSTER_ID,
+            remote.cluster_id.to_be_bytes(),
+        );
+        wb.put_cf(
+            db.cf(Cf::Meta),
+            cluster::MEMBERS_KEY,
+            cluster::encode_table(&table),
+        );
+        db.write_synced(wb)?;
+        let storage = RaftStorage::bootstrap_joining(db.clone())?;
+        return Ok((member_id, remote.cluster_id, storage));
+    }
+    // A new cluster: every member from --initial-cluster, grouped by name.
+    let mut members: Vec<Member> = Vec::new();
+    for (name, url) in &cfg.initial_cluster {
+        match members.iter_mut().find(|m| m.name == *name) {
+            Some(m) => m.peer_ur_ls.push(url.clone()),
+            None => members.push(Member {
+                name: name.clone(),
+                peer_ur_ls: vec![url.clone()],
+                ..Default::default()
+            }),
+        }
+    }
+    for m in &mut members {
+        m.id = cluster::member_id(&m.peer_ur_ls, &cfg.initial_cluster_token);
+    }
+    let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+    let member_id = members
+        .iter()
+        .find(|m| m.name == cfg.name)
+        .map(|m| m.id)
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                cfg.name
+            ))
+        })?;
+    let cluster_id = cluster::cluster_id(&ids);
+    // The log starts after index 1, which counts as applied: a member added
+    // later then always starts from a snapshot of the state (which holds
+    // this configuration), never from a log that lacks it.
+    let table = MemberTable {
+        members,
+        removed: Vec::new(),
+    };
     let mut wb = rocksdb::WriteBatch::default();
-    wb.put_cf(db.cf(Cf::Meta), meta_key::MEMBER_ID, m.to_be_bytes());
-    wb.put_cf(db.cf(Cf::Meta), meta_key::CLUSTER_ID, c.to_be_bytes());
+    let meta = db.cf(Cf::Meta);
+    wb.put_cf(meta, meta_key::MEMBER_ID, member_id.to_be_bytes());
+    wb.put_cf(meta, meta_key::CLUSTER_ID, cluster_id.to_be_bytes());
+    wb.put_cf(meta, cluster::MEMBERS_KEY, cluster::encode_table(&table));
+    wb.put_cf(meta, meta_key::APPLIED_INDEX, 1u64.to_be_bytes());
+    wb.put_cf(meta, meta_key::APPLIED_TERM, 1u64.to_be_bytes());
     db.write_synced(wb)?;
-    Ok((m, c))
+    let storage = RaftStorage::bootstrap_after(db.clone(), ids, 1)?;
+    Ok((member_id, cluster_id, storage))
 }

@@ -84,6 +84,8 @@ pub struct Proc {
     pub kind: Kind,
     pub client_port: u16,
     pub peer_port: u16,
+    /// The port oxcd listens on for peers (etcd listens on `peer_port`).
+    pub listen_peer_port: u16,
     pub dir: tempfile::TempDir,
     pub extra_args: Vec<String>,
     child: Option<Child>,
@@ -119,6 +121,7 @@ impl Proc {
             kind,
             client_port: free_port(),
             peer_port,
+            listen_peer_port: free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
@@ -162,7 +165,16 @@ impl Proc {
             .open(self.log_path())
             .expect("open log");
         let mut cmd = match &self.kind {
-            Kind::Oxcd => Command::new(env!("CARGO_BIN_EXE_oxcd")),
+            Kind::Oxcd => {
+                // A twin advertises another server's peer URL (for its
+                // ids) but listens on a port of its own.
+                let mut c = Command::new(env!("CARGO_BIN_EXE_oxcd"));
+                c.args([
+                    "--listen-peer-urls",
+                    &format!("http://127.0.0.1:{}", self.listen_peer_port),
+                ]);
+                c
+            }
             Kind::Etcd(bin) => {
                 let mut c = Command::new(bin);
                 c.args([

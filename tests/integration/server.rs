@@ -87,11 +87,12 @@ fn config_file_and_environment_configure_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
+    let peer = format!("http://127.0.0.1:{}", free_port());
     let cfg = dir.path().join("etcd.conf.yml");
     std::fs::write(
         &cfg,
         format!(
-            "name: filenode\ndata-dir: {}\nlisten-client-urls: {url}\nadvertise-client-urls: {url}\nmax-txn-ops: 2\n",
+            "name: filenode\ndata-dir: {}\nlisten-client-urls: {url}\nadvertise-client-urls: {url}\nmax-txn-ops: 2\nlisten-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\n",
             dir.path().join("data").display()
         ),
     )

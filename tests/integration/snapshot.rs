@@ -50,6 +50,10 @@ fn start_on(data_dir: &Path, port: u16, peer_url: &str) -> Restored {
             &url,
             "--initial-advertise-peer-urls",
             peer_url,
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{}", crate::common::free_port()),
+            "--initial-cluster",
+            &format!("restored={peer_url}"),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -61,6 +61,8 @@ fn fixture(db: &Arc<Db>) -> Fixture {
                 std::time::Duration::from_secs(300),
             ))),
             alarms: Arc::new(crate::server::alarm::AlarmSet::load(db).unwrap()),
+            members: Arc::new(crate::cluster::Members::default()),
+            member_id: 1,
         },
         applied_index,
     );

@@ -1,0 +1,467 @@
+//! The peer transport: raft messages between members over gRPC on the peer
+//! port (`--listen-peer-urls`), with oxcd's own protocol
+//! (`proto/oxcdpb/peer.proto`).
+//!
+//! Sending: the raft thread hands messages to [`Transport::send`], which
+//! never blocks: each peer has a bounded queue drained by its own task,
+//! which keeps one client stream open to that peer and batches whatever is
+//! queued into one gRPC message. A full queue or a broken connection drops
+//! messages (raft retransmits) and reports the peer unreachable to raft, so
+//! the leader falls back to probing it.
+//!
+//! Snapshots travel on their own stream: the `MsgSnapshot` first, then the
+//! files of the state checkpoint it names. The receiver writes them to a
+//! fresh directory, syncs them, and only then steps the message into raft;
+//! the raft thread installs the state from there.
+//!
+//! Receiving: [`PeerService`] steps every message into raft after checking
+//! the cluster id.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use protobuf::Message as _;
+use raft::prelude::{Message, MessageType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::cluster::Members;
+use crate::error::{Error, Result};
+use crate::proto::oxcdpb::peer_client::PeerClient;
+use crate::proto::oxcdpb::peer_server::{Peer, PeerServer};
+use crate::proto::oxcdpb::{MembersRequest, MembersResponse, PeerAck, RaftBatch, SnapshotChunk};
+use crate::raft::{RaftHandle, RaftMsg};
+
+/// Messages queued per peer before new ones are dropped.
+const QUEUE: usize = 4096;
+/// Most messages and bytes in one batch.
+const MAX_BATCH: usize = 1024;
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Bytes per snapshot chunk.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// Largest gRPC message accepted on the peer port.
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// Sends raft messages to the other members.
+pub struct Transport {
+    local: u64,
+    cluster_id: u64,
+    members: Arc<Members>,
+    peers: Mutex<HashMap<u64, mpsc::Sender<Message>>>,
+    raft: OnceLock<RaftHandle>,
+    rt: tokio::runtime::Handle,
+    me: Weak<Transport>,
+}
+
+impl Transport {
+    /// A transport for member `local`; must be created inside the tokio
+    /// runtime its tasks run on.
+    pub fn new(local: u64, cluster_id: u64, members: Arc<Members>) -> Arc<Transport> {
+        Arc::new_cyclic(|me| Transport {
+            local,
+            cluster_id,
+            members,
+            peers: Mutex::new(HashMap::new()),
+            raft: OnceLock::new(),
+            rt: tokio::runtime::Handle::current(),
+            me: me.clone(),
+        })
+    }
+
+    /// Connects the transport to the raft node (once it exists).
+    pub fn set_raft(&self, raft: RaftHandle) {
+        let _ = self.raft.set(raft);
+    }
+
+    fn report(&self, msg: RaftMsg) {
+        if let Some(r) = self.raft.get() {
+            let _ = r.send(msg);
+        }
+    }
+
+    fn queue(&self, to: u64) -> Option<mpsc::Sender<Message>> {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = peers.get(&to)
+            && !tx.is_closed()
+        {
+            return Some(tx.clone());
+        }
+        let me = self.me.upgrade()?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        self.rt.spawn(run_peer(me, to, rx));
+        peers.insert(to, tx.clone());
+        Some(tx)
+    }
+
+    fn send_snapshot(&self, m: Message) {
+        let Some(me) = self.me.upgrade() else { return };
+        let to = m.to;
+        self.rt.spawn(async move {
+            let ok = match me.stream_snapshot(m).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(to = format!("{to:x}"), error = %e, "sending a snapshot failed");
+                    false
+                }
+            };
+            if !ok {
+                me.report(RaftMsg::Unreachable(to));
+            }
+            me.report(RaftMsg::SnapshotStatus { to, ok });
+        });
+    }
+
+    async fn connect(&self, to: u64) -> Result<PeerClient<Channel>> {
+        let urls = self.members.peer_urls(to);
+        let mut last = Error::internal(format!("no peer URL known for member {to:x}"));
+        for url in urls {
+            let ep = Endpoint::from_shared(url.clone())
+                .map_err(|e| Error::internal(format!("bad peer URL {url}: {e}")))?
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(5))
+                .keep_alive_timeout(Duration::from_secs(5));
+            match ep.connect().await {
+                Ok(ch) => {
+                    return Ok(PeerClient::new(ch)
+                        .max_decoding_message_size(MAX_MESSAGE)
+                        .max_encoding_message_size(MAX_MESSAGE));
+                }
+                Err(e) => last = Error::internal(format!("connect to {url}: {e}")),
+            }
+        }
+        Err(last)
+    }
+
+    /// Streams the checkpoint a `MsgSnapshot` names, then the message.
+    async fn stream_snapshot(&self, m: Message) -> Result<()> {
+        let to = m.to;
+        let dir = PathBuf::from(String::from_utf8_lossy(m.get_snapshot().get_data()).into_owned());
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(&dir).map_err(Error::internal)? {
+            let e = e.map_err(Error::internal)?;
+            if e.file_type().map_err(Error::internal)?.is_file() {
+                files.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        files.sort();
+        let mut client = self.connect(to).await?;
+        let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
+        let head = SnapshotChunk {
+            cluster_id: self.cluster_id,
+            from: self.local,
+            to,
+            message: Bytes::from(m.write_to_bytes().map_err(Error::internal)?),
+            ..Default::default()
+        };
+        let producer = async move {
+            tx.send(head)
+                .await
+                .map_err(|_| Error::internal("snapshot stream closed"))?;
+            let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+            for name in files {
+                let mut f = tokio::fs::File::open(dir.join(&name))
+                    .await
+                    .map_err(Error::internal)?;
+                let mut offset = 0u64;
+                loop {
+                    let n = f.read(&mut buf).await.map_err(Error::internal)?;
+                    if n == 0 && offset > 0 {
+                        break;
+                    }
+                    let chunk = SnapshotChunk {
+                        file: name.clone(),
+                        offset,
+                        data: Bytes::copy_from_slice(&buf[..n]),
+                        ..Default::default()
+                    };
+                    tx.send(chunk)
+                        .await
+                        .map_err(|_| Error::internal("snapshot stream closed"))?;
+                    offset += n as u64;
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            tx.send(SnapshotChunk {
+                done: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|_| Error::internal("snapshot stream closed"))
+        };
+        let (sent, call) = tokio::join!(producer, client.snapshot(ReceiverStream::new(rx)));
+        call.map_err(|s| Error::internal(format!("snapshot to {to:x}: {}", s.message())))?;
+        sent
+    }
+}
+
+impl crate::raft::node::Transport for Transport {
+    fn send(&self, msgs: Vec<Message>) {
+        for m in msgs {
+            let to = m.to;
+            if to == self.local || to == 0 {
+                continue;
+            }
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.send_snapshot(m);
+                continue;
+            }
+            let Some(q) = self.queue(to) else { continue };
+            if q.try_send(m).is_err() {
+                self.report(RaftMsg::Unreachable(to));
+            }
+        }
+    }
+}
+
+/// One peer's sender: connects when there is something to send, streams
+/// batches until the stream breaks, then reconnects.
+async fn run_peer(t: Arc<Transport>, to: u64, mut rx: mpsc::Receiver<Message>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(first) = rx.recv().await else { return };
+        let mut client = match t.connect(to).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(to = format!("{to:x}"), error = %e, "peer unreachable");
+                // Drop what queued meanwhile: raft resends what matters.
+                while rx.try_recv().is_ok() {}
+                t.report(RaftMsg::Unreachable(to));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let (btx, brx) = mpsc::channel::<RaftBatch>(8);
+        let call = tokio::spawn(async move { client.raft(ReceiverStream::new(brx)).await });
+        let mut pending = Some(first);
+        loop {
+            let m = match pending.take() {
+                Some(m) => m,
+                None => match rx.recv().await {
+                    Some(m) => m,
+                    None => {
+                        call.abort();
+                        return;
+                    }
+                },
+            };
+            let mut batch = RaftBatch {
+                cluster_id: t.cluster_id,
+                from: t.local,
+                to,
+                messages: Vec::new(),
+            };
+            let mut size = 0;
+            let mut next = Some(m);
+            while let Some(m) = next.take() {
+                match m.write_to_bytes() {
+                    Ok(b) => {
+                        size += b.len();
+                        batch.messages.push(Bytes::from(b));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot encode a raft message"),
+                }
+                if batch.messages.len() < MAX_BATCH && size < MAX_BATCH_BYTES {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if btx.send(batch).await.is_err() {
+                break;
+            }
+        }
+        if let Ok(Err(s)) = call.await {
+            tracing::debug!(to = format!("{to:x}"), error = %s.message(), "peer stream ended");
+        }
+        t.report(RaftMsg::Unreachable(to));
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// Serves the peer port.
+pub struct PeerService {
+    transport: Arc<Transport>,
+    snapshot_dir: PathBuf,
+}
+
+impl PeerService {
+    pub fn new(transport: Arc<Transport>, snapshot_dir: PathBuf) -> PeerServer<PeerService> {
+        PeerServer::new(PeerService {
+            transport,
+            snapshot_dir,
+        })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    fn check(&self, cluster_id: u64, from: u64) -> std::result::Result<(), Status> {
+        if cluster_id != self.transport.cluster_id {
+            return Err(Status::failed_precondition(
+                Error::ClusterIdMismatch.to_string(),
+            ));
+        }
+        if self.transport.members.is_removed(from) {
+            return Err(Status::permission_denied(
+                "the member has been permanently removed from the cluster",
+            ));
+        }
+        Ok(())
+    }
+
+    fn step(&self, m: Message) {
+        self.transport.report(RaftMsg::Step(Box::new(m)));
+    }
+}
+
+fn bad(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn raft(
+        &self,
+        req: Request<Streaming<RaftBatch>>,
+    ) -> std::result::Result<Response<PeerAck>, Status> {
+        let mut s = req.into_inner();
+        while let Some(b) = s.message().await? {
+            self.check(b.cluster_id, b.from)?;
+            for bytes in b.messages {
+                self.step(Message::parse_from_bytes(&bytes).map_err(bad)?);
+            }
+        }
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> std::result::Result<Response<PeerAck>, Status> {
+        let mut s = req.into_inner();
+        let head = s
+            .message()
+            .await?
+            .ok_or_else(|| bad("empty snapshot stream"))?;
+        self.check(head.cluster_id, head.from)?;
+        let mut m = Message::parse_from_bytes(&head.message).map_err(bad)?;
+        if m.get_msg_type() != MessageType::MsgSnapshot {
+            return Err(bad("the first chunk must carry a MsgSnapshot"));
+        }
+        let dir = self.snapshot_dir.join(format!(
+            "snapshot-recv-{:x}-{}",
+            head.from,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        match receive_files(&mut s, &dir).await {
+            Ok(()) => {}
+            Err(e) => {
+                let _ = tokio::fs::remove_dir_all(&dir).await;
+                return Err(e);
+            }
+        }
+        tracing::info!(
+            from = format!("{:x}", head.from),
+            index = m.get_snapshot().get_metadata().index,
+            "received a snapshot"
+        );
+        m.mut_snapshot()
+            .set_data(Bytes::from(dir.to_string_lossy().into_owned().into_bytes()));
+        self.step(m);
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn members(
+        &self,
+        _req: Request<MembersRequest>,
+    ) -> std::result::Result<Response<MembersResponse>, Status> {
+        Ok(Response::new(MembersResponse {
+            cluster_id: self.transport.cluster_id,
+            members: self.transport.members.list(),
+        }))
+    }
+}
+
+/// Writes the files of a snapshot stream into `dir` and syncs them.
+async fn receive_files(
+    s: &mut Streaming<SnapshotChunk>,
+    dir: &Path,
+) -> std::result::Result<(), Status> {
+    let io = |e: std::io::Error| Status::internal(format!("writing a snapshot: {e}"));
+    tokio::fs::create_dir_all(dir).await.map_err(io)?;
+    let mut current: Option<(String, tokio::fs::File, u64)> = None;
+    let mut done = false;
+    while let Some(c) = s.message().await? {
+        if c.done {
+            done = true;
+            break;
+        }
+        if c.file.is_empty() || c.file.contains('/') || c.file.starts_with('.') {
+            return Err(bad(format!("bad snapshot file name {:?}", c.file)));
+        }
+        if current.as_ref().map(|(n, _, _)| n.as_str()) != Some(c.file.as_str()) {
+            if let Some((_, f, _)) = current.take() {
+                f.sync_all().await.map_err(io)?;
+            }
+            let f = tokio::fs::File::create(dir.join(&c.file))
+                .await
+                .map_err(io)?;
+            current = Some((c.file.clone(), f, 0));
+        }
+        let Some((_, f, written)) = current.as_mut() else {
+            continue;
+        };
+        if c.offset != *written {
+            return Err(bad("snapshot chunks out of order"));
+        }
+        f.write_all(&c.data).await.map_err(io)?;
+        *written += c.data.len() as u64;
+    }
+    if let Some((_, f, _)) = current.take() {
+        f.sync_all().await.map_err(io)?;
+    }
+    if !done {
+        return Err(bad("snapshot stream ended early"));
+    }
+    tokio::fs::File::open(dir)
+        .await
+        .map_err(io)?
+        .sync_all()
+        .await
+        .map_err(io)?;
+    Ok(())
+}
+
+/// Asks the members at `urls` for the cluster (for a member joining with
+/// `--initial-cluster-state existing`).
+pub async fn fetch_members(urls: &[String]) -> Result<MembersResponse> {
+    let mut last = Error::internal("no peer URLs to ask for the cluster");
+    for url in urls {
+        let ep = match Endpoint::from_shared(url.clone()) {
+            Ok(ep) => ep.connect_timeout(Duration::from_secs(2)),
+            Err(e) => {
+                last = Error::internal(format!("bad peer URL {url}: {e}"));
+                continue;
+            }
+        };
+        match ep.connect().await {
+            Ok(ch) => match PeerClient::new(ch).members(MembersRequest {}).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) => last = Error::internal(format!("{url}: {}", s.message())),
+            },
+            Err(e) => last = Error::internal(format!("connect to {url}: {e}")),
+        }
+    }
+    Err(last)
+}
