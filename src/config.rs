@@ -703,14 +703,15 @@ fn validate(cfg: &Config, explicit: &[&'static str]) -> Result<(), ConfigError> 
         a.sort();
         b.sort();
         if a != b {
+            let mine = mine
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            let adv = cfg.initial_advertise_peer_urls.join(",");
             return Err(ConfigError::invalid(format!(
-                "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={}",
-                cfg.name,
-                mine.iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                cfg.initial_advertise_peer_urls.join(",")
+                "--initial-cluster has {}={mine} but missing from --initial-advertise-peer-urls={adv} (\"{adv}\"(resolved from \"{adv}\") != \"{mine}\"(resolved from \"{mine}\"))",
+                cfg.name
             )));
         }
     }

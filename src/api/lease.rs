@@ -82,7 +82,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let mut resp = self.server.lease_time_to_live(req.get_ref())?;
+        let mut resp = self.server.lease_time_to_live(req.get_ref()).await?;
         fill(&self.server, &mut resp.header);
         Ok(Response::new(resp))
     }

@@ -242,3 +242,97 @@ fn go_durations_and_the_progress_interval_flags() {
         Duration::from_millis(1500)
     );
 }
+
+#[test]
+fn initial_cluster_defaults_to_this_member_alone() {
+    let c = run(&["--name", "n1"], &[]).unwrap();
+    assert_eq!(
+        c.initial_cluster,
+        vec![("n1".to_string(), "http://localhost:2380".to_string())]
+    );
+    assert!(!c.join_existing);
+    assert_eq!(c.listen_peer_urls, vec!["http://localhost:2380"]);
+    assert!(c.strict_reconfig_check);
+    assert_eq!(c.max_learners, 1);
+}
+
+#[test]
+fn initial_cluster_flags_env_and_file() {
+    let ic = "a=http://127.0.0.1:2380,b=http://127.0.0.1:22380,b=http://127.0.0.2:22380";
+    let c = run(
+        &[
+            "--name",
+            "b",
+            "--initial-cluster",
+            ic,
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.2:22380,http://127.0.0.1:22380",
+            "--initial-cluster-state",
+            "existing",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.initial_cluster.len(), 3);
+    assert!(c.join_existing);
+    let c = run(
+        &[],
+        &[
+            ("ETCD_NAME", "a"),
+            ("ETCD_INITIAL_CLUSTER", ic),
+            ("ETCD_INITIAL_ADVERTISE_PEER_URLS", "http://127.0.0.1:2380"),
+            ("ETCD_LISTEN_PEER_URLS", "http://127.0.0.1:2380"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        c.initial_cluster[0],
+        ("a".into(), "http://127.0.0.1:2380".into())
+    );
+    assert_eq!(c.listen_peer_urls, vec!["http://127.0.0.1:2380"]);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.yml");
+    std::fs::write(
+        &f,
+        format!("name: a\ninitial-cluster: {ic}\ninitial-advertise-peer-urls: http://127.0.0.1:2380\ninitial-cluster-state: new\nmax-learners: 2\nstrict-reconfig-check: false\n"),
+    )
+    .unwrap();
+    let c = run(&["--config-file", f.to_str().unwrap()], &[]).unwrap();
+    assert_eq!(c.initial_cluster.len(), 3);
+    assert_eq!(c.max_learners, 2);
+    assert!(!c.strict_reconfig_check);
+}
+
+#[test]
+fn initial_cluster_errors_match_etcd() {
+    let e = run(
+        &[
+            "--name",
+            "x",
+            "--initial-cluster",
+            "a=http://127.0.0.1:2380",
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        "couldn't find local name \"x\" in the initial cluster configuration"
+    );
+    let e = run(
+        &[
+            "--name",
+            "a",
+            "--initial-cluster",
+            "a=http://127.0.0.1:12380",
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        "--initial-cluster has a=http://127.0.0.1:12380 but missing from --initial-advertise-peer-urls=http://localhost:2380 (\"http://localhost:2380\"(resolved from \"http://localhost:2380\") != \"http://127.0.0.1:12380\"(resolved from \"http://127.0.0.1:12380\"))"
+    );
+    assert!(run(&["--initial-cluster-state", "bogus"], &[]).is_err());
+    assert!(run(&["--initial-cluster", "nonsense"], &[]).is_err());
+}

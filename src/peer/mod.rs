@@ -45,6 +45,8 @@ const MAX_BATCH: usize = 1024;
 const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Bytes per snapshot chunk.
 const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// What a member hears when it was removed from the cluster.
+const REMOVED: &str = "the member has been permanently removed from the cluster";
 /// Largest gRPC message accepted on the peer port.
 const MAX_MESSAGE: usize = 64 << 20;
 
@@ -54,6 +56,8 @@ pub struct Transport {
     cluster_id: u64,
     members: Arc<Members>,
     peers: Mutex<HashMap<u64, mpsc::Sender<Message>>>,
+    /// When each member last sent us raft messages.
+    heard: Mutex<HashMap<u64, std::time::Instant>>,
     raft: OnceLock<RaftHandle>,
     rt: tokio::runtime::Handle,
     me: Weak<Transport>,
@@ -68,10 +72,27 @@ impl Transport {
             cluster_id,
             members,
             peers: Mutex::new(HashMap::new()),
+            heard: Mutex::new(HashMap::new()),
             raft: OnceLock::new(),
             rt: tokio::runtime::Handle::current(),
             me: me.clone(),
         })
+    }
+
+    /// Whether member `id` sent raft messages within `window`.
+    pub fn heard_within(&self, id: u64, window: Duration) -> bool {
+        self.heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .is_some_and(|t| t.elapsed() <= window)
+    }
+
+    fn heard_from(&self, id: u64) {
+        self.heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, std::time::Instant::now());
     }
 
     /// Connects the transport to the raft node (once it exists).
@@ -280,6 +301,15 @@ async fn run_peer(t: Arc<Transport>, to: u64, mut rx: mpsc::Receiver<Message>) {
             }
         }
         if let Ok(Err(s)) = call.await {
+            if s.code() == tonic::Code::PermissionDenied && s.message().contains(REMOVED) {
+                // etcd: a member learns of its own removal from a peer
+                // refusing it, and stops.
+                tracing::warn!(
+                    member_id = format!("{:x}", t.local),
+                    "the member has been permanently removed from the cluster"
+                );
+                std::process::exit(0);
+            }
             tracing::debug!(to = format!("{to:x}"), error = %s.message(), "peer stream ended");
         }
         t.report(RaftMsg::Unreachable(to));
@@ -310,9 +340,7 @@ impl PeerService {
             ));
         }
         if self.transport.members.is_removed(from) {
-            return Err(Status::permission_denied(
-                "the member has been permanently removed from the cluster",
-            ));
+            return Err(Status::permission_denied(REMOVED));
         }
         Ok(())
     }
@@ -335,6 +363,7 @@ impl Peer for PeerService {
         let mut s = req.into_inner();
         while let Some(b) = s.message().await? {
             self.check(b.cluster_id, b.from)?;
+            self.transport.heard_from(b.from);
             for bytes in b.messages {
                 self.step(Message::parse_from_bytes(&bytes).map_err(bad)?);
             }

@@ -218,7 +218,12 @@ pub fn spawn(
         on_dropped,
         transport,
         reads: HashMap::new(),
-        next_read: 0,
+        // Not reused across restarts while a leader may still hold an
+        // older read of this member.
+        next_read: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
     };
     let join = thread::Builder::new()
         .name("raft".into())
@@ -280,7 +285,11 @@ impl Runner {
                 self.next_read += 1;
                 let ctx = self.next_read;
                 self.reads.insert(ctx, reply);
-                self.node.read_index(ctx.to_be_bytes().to_vec());
+                // The leader keys pending reads by context: followers'
+                // contexts must not collide, so it starts with the member id.
+                let mut bytes = self.cfg.id.to_be_bytes().to_vec();
+                bytes.extend_from_slice(&ctx.to_be_bytes());
+                self.node.read_index(bytes);
             }
             RaftMsg::ProposeConfChange { id, cc } => {
                 // raft-rs turns a second pending change into an empty entry
@@ -399,7 +408,10 @@ impl Runner {
     }
 
     fn answer_read(&mut self, ctx: &[u8], index: u64) {
-        let Ok(bytes) = <[u8; 8]>::try_from(ctx) else {
+        let Some(rest) = ctx.strip_prefix(&self.cfg.id.to_be_bytes()[..]) else {
+            return;
+        };
+        let Ok(bytes) = <[u8; 8]>::try_from(rest) else {
             return;
         };
         if let Some(reply) = self.reads.remove(&u64::from_be_bytes(bytes)) {

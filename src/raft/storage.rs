@@ -116,6 +116,9 @@ impl RaftStorage {
     /// it with the entry).
     pub fn set_conf_state(&mut self, cs: ConfState) {
         self.conf_state = cs;
+        // A snapshot of the old configuration is of no use to a member
+        // the change added (raft-rs ignores snapshots without it).
+        *self.snapshot.borrow_mut() = None;
     }
 
     /// Adds to `wb` the raft side of installing `snap`: the log is
@@ -168,7 +171,10 @@ impl RaftStorage {
         if let Some((snap, _)) = cache.as_ref() {
             let index = snap.get_metadata().index;
             // Reusable while the log still continues right after it.
-            if index >= request_index && index >= self.truncated_index {
+            if index >= request_index
+                && index >= self.truncated_index
+                && snap.get_metadata().get_conf_state() == &self.conf_state
+            {
                 return Ok(snap.clone());
             }
         }

@@ -97,6 +97,9 @@ impl Server {
             return Err(Error::NoLeader);
         }
         self.sync_lease_role();
+        if !self.is_leader() {
+            return self.forward_renew(id).await;
+        }
         match self.try_renew(id) {
             Err(Error::LeaseNotFound) => {
                 let commit = self.raft.status.commit.load(Ordering::Acquire);
@@ -139,12 +142,108 @@ impl Server {
         });
     }
 
-    /// LeaseTimeToLive: an unknown lease is not an error but TTL -1.
-    pub fn lease_time_to_live(
+    fn is_leader(&self) -> bool {
+        self.raft.status.leader.load(Ordering::Acquire) == self.member_id
+    }
+
+    /// A client of the leader's Lease service: only the leader's lessor
+    /// knows deadlines, so other members forward keep-alives and
+    /// time-to-live requests there (etcd forwards them over the peer
+    /// port). The channel is kept while the leader stays the same.
+    async fn leader_lease_client(
+        &self,
+    ) -> Result<crate::proto::etcdserverpb::lease_client::LeaseClient<tonic::transport::Channel>>
+    {
+        let leader = self.raft.status.leader.load(Ordering::Acquire);
+        if leader == 0 {
+            return Err(Error::NoLeader);
+        }
+        if let Some((id, ch)) = self
+            .leader_channel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            && id == leader
+        {
+            return Ok(crate::proto::etcdserverpb::lease_client::LeaseClient::new(
+                ch,
+            ));
+        }
+        let urls = self
+            .members
+            .get(leader)
+            .map(|m| m.client_ur_ls)
+            .unwrap_or_default();
+        for url in urls {
+            let Ok(ep) = tonic::transport::Endpoint::from_shared(url) else {
+                continue;
+            };
+            let ep = ep
+                .connect_timeout(Duration::from_secs(1))
+                .timeout(self.cfg.request_timeout())
+                .tcp_nodelay(true);
+            if let Ok(ch) = ep.connect().await {
+                *self
+                    .leader_channel
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some((leader, ch.clone()));
+                return Ok(crate::proto::etcdserverpb::lease_client::LeaseClient::new(
+                    ch,
+                ));
+            }
+        }
+        Err(Error::NoLeader)
+    }
+
+    fn forwarding_failed(&self, s: tonic::Status) -> Error {
+        *self
+            .leader_channel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        match s.code() {
+            tonic::Code::Unavailable | tonic::Code::Cancelled => Error::NoLeader,
+            _ => Error::Internal(s.message().to_string()),
+        }
+    }
+
+    async fn forward_renew(&self, id: i64) -> Result<i64> {
+        let mut client = self.leader_lease_client().await?;
+        let req = crate::proto::etcdserverpb::LeaseKeepAliveRequest { id };
+        let mut stream = client
+            .lease_keep_alive(tokio_stream::once(req))
+            .await
+            .map_err(|s| self.forwarding_failed(s))?
+            .into_inner();
+        match stream.message().await {
+            Ok(Some(r)) if r.ttl > 0 => Ok(r.ttl),
+            Ok(_) => Err(Error::LeaseNotFound),
+            Err(s) => Err(self.forwarding_failed(s)),
+        }
+    }
+
+    /// LeaseTimeToLive, answered by the leader (forwarded there from
+    /// other members).
+    pub async fn lease_time_to_live(
         &self,
         r: &LeaseTimeToLiveRequest,
     ) -> Result<LeaseTimeToLiveResponse> {
         self.sync_lease_role();
+        if self.has_leader() && !self.is_leader() {
+            let mut client = self.leader_lease_client().await?;
+            let mut resp = client
+                .lease_time_to_live(*r)
+                .await
+                .map_err(|s| self.forwarding_failed(s))?
+                .into_inner();
+            resp.header = None;
+            return Ok(resp);
+        }
+        self.local_time_to_live(r)
+    }
+
+    /// LeaseTimeToLive from this member's lessor: an unknown lease is not
+    /// an error but TTL -1.
+    fn local_time_to_live(&self, r: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
         let Some((ttl, granted)) = lease::lock(&self.lessor).time_to_live(r.id, Instant::now())
         else {
             return Ok(LeaseTimeToLiveResponse {

@@ -72,9 +72,10 @@ impl Server {
         }
     }
 
-    /// Voting members that count as active: the leader knows from raft's
-    /// progress; another member knows only that it hears from the leader,
-    /// and counts the rest as active.
+    /// Voting members that count as active: on the leader, those that
+    /// answered within an election timeout (every follower answers each
+    /// heartbeat); another member knows only that it hears from the
+    /// leader, and counts the rest as active.
     async fn active_voters(&self) -> Result<(Vec<u64>, Vec<u64>)> {
         let voters: Vec<u64> = self
             .members
@@ -90,10 +91,11 @@ impl Server {
             }
             return Ok((voters.clone(), voters));
         }
+        let window = self.cfg.election_timeout.max(Duration::from_millis(500));
         let active = voters
             .iter()
             .copied()
-            .filter(|id| view.peers.iter().any(|p| p.id == *id && p.recent_active))
+            .filter(|id| *id == self.member_id || self.transport.heard_within(*id, window))
             .collect();
         Ok((voters, active))
     }

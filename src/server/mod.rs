@@ -112,6 +112,10 @@ pub struct Server {
     cluster_id: u64,
     alarms: Arc<alarm::AlarmSet>,
     members: Arc<Members>,
+    transport: Arc<crate::peer::Transport>,
+    /// A channel to the leader's client URL (and the leader's id), for
+    /// requests only the leader answers.
+    leader_channel: std::sync::Mutex<Option<(u64, tonic::transport::Channel)>>,
     /// The backend's size as last measured, and when (milliseconds since
     /// `started`), for the quota check.
     backend_size: AtomicU64,
@@ -233,6 +237,8 @@ impl Server {
             cluster_id,
             alarms,
             members,
+            transport,
+            leader_channel: std::sync::Mutex::new(None),
             backend_size: AtomicU64::new(0),
             backend_size_at: AtomicU64::new(u64::MAX),
             started: std::time::Instant::now(),

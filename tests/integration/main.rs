@@ -4,12 +4,15 @@
 mod bad_input;
 mod bench;
 mod client;
+mod cluster;
+mod cluster_common;
 mod common;
 mod concurrency;
 mod crash;
 mod differential;
 mod etcdctl;
 mod lease;
+mod lincheck;
 mod maintenance;
 mod server;
 mod snapshot;

@@ -343,3 +343,110 @@ async fn alarms_refuse_what_etcd_refuses_and_survive_a_restart() {
     ]);
     assert_eq!(w.await.unwrap(), Err(Error::Corrupt));
 }
+
+fn conf_change(index: u64, id: u64, change: ConfChangeType, node: u64, urls: &[&str]) -> Entry {
+    let mut cc = ConfChange::default();
+    cc.set_change_type(change);
+    cc.node_id = node;
+    let member = (!urls.is_empty()).then(|| Member {
+        id: node,
+        peer_ur_ls: urls.iter().map(|u| u.to_string()).collect(),
+        ..Default::default()
+    });
+    cc.context = ConfChangeContext { id, member }.encode_to_vec().into();
+    let mut e = Entry {
+        index,
+        term: 1,
+        data: cc.write_to_bytes().unwrap().into(),
+        ..Default::default()
+    };
+    e.set_entry_type(EntryType::EntryConfChange);
+    e
+}
+
+#[tokio::test]
+async fn membership_changes_are_validated_like_etcd_and_persisted_with_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let mut f = fixture(&db);
+    let mut raft_calls = 0;
+    let mut to_raft = |cc: &ConfChange| -> Result<ConfState> {
+        raft_calls += 1;
+        Ok(ConfState {
+            voters: vec![1],
+            learners: vec![cc.node_id],
+            ..Default::default()
+        })
+    };
+    let steps: Vec<(Entry, std::result::Result<usize, Error>)> = vec![
+        (
+            conf_change(2, 21, ConfChangeType::AddLearnerNode, 5, &["http://a:1"]),
+            Ok(1),
+        ),
+        // Same peer URL, another id.
+        (
+            conf_change(3, 22, ConfChangeType::AddLearnerNode, 6, &["http://a:1"]),
+            Err(Error::PeerUrlExist),
+        ),
+        // Promotion of the learner.
+        (conf_change(4, 23, ConfChangeType::AddNode, 5, &[]), Ok(1)),
+        (
+            conf_change(5, 24, ConfChangeType::AddNode, 5, &[]),
+            Err(Error::MemberExist),
+        ),
+        (
+            conf_change(6, 25, ConfChangeType::RemoveNode, 7, &[]),
+            Err(Error::MemberNotFound),
+        ),
+        (
+            conf_change(7, 26, ConfChangeType::RemoveNode, 5, &[]),
+            Ok(0),
+        ),
+        // A removed id never comes back.
+        (
+            conf_change(8, 27, ConfChangeType::AddNode, 5, &["http://b:1"]),
+            Err(Error::MemberNotFound),
+        ),
+    ];
+    let mut applied_changes = 0;
+    for (e, want) in steps {
+        let id =
+            ConfChangeContext::decode(&ConfChange::parse_from_bytes(&e.data).unwrap().context[..])
+                .unwrap()
+                .id;
+        let rx = f.wait.register(id);
+        let cs = f.applier.apply_conf_change(&e, &mut to_raft);
+        let got = rx.await.unwrap();
+        match (want, got) {
+            (Ok(n), Ok(Response::Members(list))) => {
+                assert_eq!(list.len(), n, "entry {}", e.index);
+                assert!(cs.is_some());
+                applied_changes += 1;
+            }
+            (Err(w), Err(g)) => {
+                assert_eq!(w, g, "entry {}", e.index);
+                assert!(cs.is_none());
+            }
+            (w, g) => panic!("entry {}: want {w:?}, got {g:?}", e.index),
+        }
+        assert_eq!(
+            *f.applied.borrow(),
+            e.index,
+            "every entry advances the index"
+        );
+    }
+    assert_eq!(raft_calls, applied_changes, "raft sees only valid changes");
+    // The table and the raft configuration were written with the entries.
+    let table = crate::cluster::Members::load(&db).unwrap().unwrap();
+    assert!(table.members.is_empty());
+    assert_eq!(table.removed, vec![5]);
+    assert!(
+        db.get(Cf::RaftMeta, crate::raft::storage::CONF_STATE)
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        db.get_u64(Cf::Meta, meta_key::APPLIED_INDEX).unwrap(),
+        Some(8)
+    );
+}
