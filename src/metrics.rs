@@ -252,6 +252,7 @@ pub struct MemberGauges {
     pub member_id: u64,
     pub has_leader: bool,
     pub is_leader: bool,
+    pub is_learner: bool,
     pub committed: u64,
     pub applied: u64,
     pub db_size: u64,
@@ -299,7 +300,7 @@ pub fn render(m: &MemberGauges) -> String {
         "gauge",
         "etcd_server_is_learner",
         "Whether or not this member is a learner. 1 if is, 0 otherwise.",
-        &[("", 0.0)],
+        &[("", b(m.is_learner))],
     );
     metric(
         &mut out,

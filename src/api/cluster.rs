@@ -104,9 +104,6 @@ impl Cluster for ClusterService {
         req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
         if req.into_inner().linearizable {
-            if self.server.is_learner() {
-                return Err(Error::NotSupportedForLearner.into());
-            }
             self.server.read_barrier().await?;
         }
         let mut resp = MemberListResponse {

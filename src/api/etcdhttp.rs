@@ -98,6 +98,16 @@ where
             if let Some(m) = method {
                 METRICS.grpc_started(m);
             }
+            if !served_to_learners(req.uri().path()) && self.server.is_learner() {
+                // etcd's interceptors: a learner serves Status, serializable
+                // Range (checked by the KV service) and Snapshot only.
+                let status = tonic::Status::from(crate::error::Error::NotSupportedForLearner);
+                if let Some(m) = method {
+                    METRICS.grpc_handled(m, status.code());
+                }
+                let resp = status.into_http::<Body>();
+                return Box::pin(async move { Ok(resp) });
+            }
             let fut = self.inner.call(req);
             return Box::pin(async move {
                 let mut resp = fut.await?;
@@ -144,6 +154,17 @@ where
             Ok(resp.map(Body::new))
         })
     }
+}
+
+/// gRPC methods a learner serves (etcd: `isRPCSupportedForLearner` and
+/// the stream interceptor's exception for Snapshot).
+fn served_to_learners(path: &str) -> bool {
+    matches!(
+        path,
+        "/etcdserverpb.Maintenance/Status"
+            | "/etcdserverpb.KV/Range"
+            | "/etcdserverpb.Maintenance/Snapshot"
+    ) || !path.starts_with("/etcdserverpb.")
 }
 
 /// A gRPC response body that counts the call as handled when its
@@ -366,8 +387,13 @@ async fn run_checks(server: &Server, names: &[&str], verbose: bool) -> Response<
             }
             "serializable_read" => read_check(server, true).await,
             "linearizable_read" => read_check(server, false).await,
-            // A single member is never a learner.
-            "non_learner" => Ok(()),
+            "non_learner" => {
+                if server.is_learner() {
+                    Err("is learner".to_string())
+                } else {
+                    Ok(())
+                }
+            }
             _ => Ok(()),
         };
         match result {

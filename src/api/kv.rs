@@ -42,6 +42,9 @@ impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let r = req.into_inner();
         check_range_request(&r)?;
+        if !r.serializable && self.server.is_learner() {
+            return Err(crate::error::Error::NotSupportedForLearner.into());
+        }
         let mut resp = self.server.range(&r).await?;
         fill(&self.server, &mut resp.header);
         Ok(Response::new(resp))

@@ -58,7 +58,7 @@ pub fn status(server: &Server) -> StatusResponse {
         raft_applied_index: raft.applied,
         errors,
         db_size_in_use: i64::try_from(in_use).unwrap_or(i64::MAX),
-        is_learner: false,
+        is_learner: server.is_learner(),
         storage_version: version::STORAGE_VERSION.to_string(),
         db_size_quota: server.quota_bytes(),
         downgrade_info: Some(DowngradeInfo {

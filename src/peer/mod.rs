@@ -45,6 +45,9 @@ const MAX_BATCH: usize = 1024;
 const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Bytes per snapshot chunk.
 const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// Longest silence of a member that still counts as continuously active
+/// (followers answer every heartbeat; the leader sends one per interval).
+pub const ACTIVE_GAP: Duration = Duration::from_secs(1);
 /// What a member hears when it was removed from the cluster.
 const REMOVED: &str = "the member has been permanently removed from the cluster";
 /// Largest gRPC message accepted on the peer port.
@@ -56,8 +59,9 @@ pub struct Transport {
     cluster_id: u64,
     members: Arc<Members>,
     peers: Mutex<HashMap<u64, mpsc::Sender<Message>>>,
-    /// When each member last sent us raft messages.
-    heard: Mutex<HashMap<u64, std::time::Instant>>,
+    /// For each member: since when it has been sending raft messages
+    /// without a gap, and when it last did.
+    heard: Mutex<HashMap<u64, (std::time::Instant, std::time::Instant)>>,
     raft: OnceLock<RaftHandle>,
     rt: tokio::runtime::Handle,
     me: Weak<Transport>,
@@ -79,20 +83,23 @@ impl Transport {
         })
     }
 
-    /// Whether member `id` sent raft messages within `window`.
-    pub fn heard_within(&self, id: u64, window: Duration) -> bool {
-        self.heard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .is_some_and(|t| t.elapsed() <= window)
+    /// Since when member `id` has been sending raft messages without a
+    /// gap longer than `gap` (etcd: a peer's `ActiveSince`); `None` if it
+    /// is not active now.
+    pub fn active_since(&self, id: u64, gap: Duration) -> Option<std::time::Instant> {
+        let heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        let (since, last) = heard.get(&id)?;
+        (last.elapsed() <= gap).then_some(*since)
     }
 
-    fn heard_from(&self, id: u64) {
-        self.heard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, std::time::Instant::now());
+    fn heard_from(&self, id: u64, gap: Duration) {
+        let now = std::time::Instant::now();
+        let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        let e = heard.entry(id).or_insert((now, now));
+        if now.duration_since(e.1) > gap {
+            e.0 = now;
+        }
+        e.1 = now;
     }
 
     /// Connects the transport to the raft node (once it exists).
@@ -363,7 +370,7 @@ impl Peer for PeerService {
         let mut s = req.into_inner();
         while let Some(b) = s.message().await? {
             self.check(b.cluster_id, b.from)?;
-            self.transport.heard_from(b.from);
+            self.transport.heard_from(b.from, ACTIVE_GAP);
             for bytes in b.messages {
                 self.step(Message::parse_from_bytes(&bytes).map_err(bad)?);
             }

@@ -39,6 +39,10 @@ fn valid_peer_url(u: &str) -> bool {
     }
 }
 
+/// How long peers must have been connected for a reconfiguration to count
+/// them (etcd: `HealthInterval`).
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
 fn quorum(voters: usize) -> usize {
     voters / 2 + 1
 }
@@ -72,11 +76,12 @@ impl Server {
         }
     }
 
-    /// Voting members that count as active: on the leader, those that
-    /// answered within an election timeout (every follower answers each
-    /// heartbeat); another member knows only that it hears from the
-    /// leader, and counts the rest as active.
-    async fn active_voters(&self) -> Result<(Vec<u64>, Vec<u64>)> {
+    /// Voting members and those of them connected to this member for at
+    /// least etcd's `HealthInterval` (5 s). The leader hears from every
+    /// follower (each answers every heartbeat); another member hears only
+    /// from the leader and counts the others as connected while the
+    /// leader is.
+    async fn connected_voters(&self) -> Result<(Vec<u64>, Vec<u64>)> {
         let voters: Vec<u64> = self
             .members
             .list()
@@ -84,20 +89,23 @@ impl Server {
             .filter(|m| !m.is_learner)
             .map(|m| m.id)
             .collect();
+        let connected = |id: u64| {
+            id == self.member_id
+                || self
+                    .transport
+                    .active_since(id, crate::peer::ACTIVE_GAP)
+                    .is_some_and(|since| since.elapsed() >= HEALTH_INTERVAL)
+        };
         let view: ProgressView = self.raft.progress().await?;
-        if !view.is_leader {
-            if self.raft.status.leader.load(Ordering::Acquire) == 0 {
-                return Ok((voters, Vec::new()));
-            }
-            return Ok((voters.clone(), voters));
+        if view.is_leader {
+            let active = voters.iter().copied().filter(|id| connected(*id)).collect();
+            return Ok((voters, active));
         }
-        let window = self.cfg.election_timeout.max(Duration::from_millis(500));
-        let active = voters
-            .iter()
-            .copied()
-            .filter(|id| *id == self.member_id || self.transport.heard_within(*id, window))
-            .collect();
-        Ok((voters, active))
+        let leader = self.raft.status.leader.load(Ordering::Acquire);
+        if leader == 0 || !connected(leader) {
+            return Ok((voters, vec![self.member_id]));
+        }
+        Ok((voters.clone(), voters))
     }
 
     /// Cluster.MemberAdd.
@@ -109,29 +117,30 @@ impl Server {
         if peer_urls.is_empty() || !peer_urls.iter().all(|u| valid_peer_url(u)) {
             return Err(Error::MemberBadUrls);
         }
+        // A peer URL already in use is refused when the change is applied
+        // (as etcd does, after the checks below).
         let members = self.members.list();
-        if members
-            .iter()
-            .any(|m| m.peer_ur_ls.iter().any(|u| peer_urls.contains(u)))
-        {
-            return Err(Error::PeerUrlExist);
+        if self.cfg.strict_reconfig_check {
+            // etcd: mayAddMember — IsReadyToAddVotingMember for voters,
+            // then isConnectedFullySince for any new member.
+            if !is_learner {
+                let voters: Vec<&Member> = members.iter().filter(|m| !m.is_learner).collect();
+                let started = voters.iter().filter(|m| !m.name.is_empty()).count();
+                let ready =
+                    (started == 1 && voters.len() == 1) || started >= quorum(voters.len() + 1);
+                if !ready {
+                    return Err(Error::MemberNotEnoughStarted);
+                }
+            }
+            let (voters, active) = self.connected_voters().await?;
+            if active.len() < voters.len() {
+                return Err(Error::Unhealthy);
+            }
         }
         if is_learner {
             let learners = members.iter().filter(|m| m.is_learner).count() as u64;
             if learners >= self.cfg.max_learners {
                 return Err(Error::TooManyLearners);
-            }
-        } else if self.cfg.strict_reconfig_check {
-            // etcd: IsReadyToAddVotingMember, then isConnectedFullySince.
-            let voters: Vec<&Member> = members.iter().filter(|m| !m.is_learner).collect();
-            let started = voters.iter().filter(|m| !m.name.is_empty()).count();
-            let ready = (started == 1 && voters.len() == 1) || started >= quorum(voters.len() + 1);
-            if !ready {
-                return Err(Error::MemberNotEnoughStarted);
-            }
-            let (voters, active) = self.active_voters().await?;
-            if active.len() < voters.len() {
-                return Err(Error::Unhealthy);
             }
         }
         let now = std::time::SystemTime::now()
@@ -163,13 +172,27 @@ impl Server {
             return Err(Error::MemberNotFound);
         };
         if self.cfg.strict_reconfig_check && !m.is_learner {
-            // etcd: mayRemoveMember — the members left must still have an
-            // active quorum.
-            let (voters, active) = self.active_voters().await?;
-            let left = voters.len().saturating_sub(1);
-            let active_left = active.iter().filter(|v| **v != id).count();
-            if active_left < quorum(left) {
+            // etcd: mayRemoveMember. Enough started voters must remain...
+            let others: Vec<Member> = self
+                .members
+                .list()
+                .into_iter()
+                .filter(|o| !o.is_learner && o.id != id)
+                .collect();
+            let started = others.iter().filter(|o| !o.name.is_empty()).count();
+            if started < quorum(others.len()) {
                 return Err(Error::MemberNotEnoughStarted);
+            }
+            // ...a member that is down can always go...
+            let (voters, active) = self.connected_voters().await?;
+            let down = id != self.member_id
+                && self
+                    .transport
+                    .active_since(id, crate::peer::ACTIVE_GAP)
+                    .is_none();
+            // ...otherwise the connected voters must keep a quorum.
+            if !down && active.len().saturating_sub(1) < 1 + voters.len().saturating_sub(1) / 2 {
+                return Err(Error::Unhealthy);
             }
         }
         self.propose_conf_change(ConfChangeType::RemoveNode, id, None)
@@ -223,8 +246,16 @@ impl Server {
             return Err(Error::LearnerNotReady);
         }
         if self.cfg.strict_reconfig_check {
-            let (voters, active) = self.active_voters().await?;
-            if active.len() + 1 < quorum(voters.len() + 1) {
+            // etcd: IsReadyToPromoteMember — the learner counts as a
+            // started voter.
+            let voters: Vec<Member> = self
+                .members
+                .list()
+                .into_iter()
+                .filter(|o| !o.is_learner)
+                .collect();
+            let started = 1 + voters.iter().filter(|o| !o.name.is_empty()).count();
+            if started < quorum(voters.len() + 1) {
                 return Err(Error::MemberNotEnoughStarted);
             }
         }

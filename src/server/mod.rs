@@ -348,11 +348,13 @@ impl Server {
     /// index.
     pub fn raft_state(&self) -> RaftState {
         let st = &self.raft.status;
+        let applied = st.applied.load(Ordering::Acquire);
         RaftState {
             term: st.term.load(Ordering::Acquire),
             leader: st.leader.load(Ordering::Acquire),
-            commit: st.commit.load(Ordering::Acquire),
-            applied: st.applied.load(Ordering::Acquire),
+            // Anything applied was committed (the two are stored apart).
+            commit: st.commit.load(Ordering::Acquire).max(applied),
+            applied,
         }
     }
 
@@ -477,6 +479,7 @@ impl Server {
             member_id: self.member_id,
             has_leader: raft.leader != 0,
             is_leader: raft.leader == self.member_id,
+            is_learner: self.is_learner(),
             committed: raft.commit,
             applied: raft.applied,
             db_size,

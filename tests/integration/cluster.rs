@@ -305,7 +305,8 @@ fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
 fn a_learner_joins_catches_up_is_promoted_and_an_old_member_is_removed_under_load() {
     let mut c = Cluster::start(3, &[]);
     let load = Workload::start(&c.handle(), c.endpoints(), 4, 4);
-    std::thread::sleep(Duration::from_millis(500));
+    // Members count as connected after 5 s (etcd's HealthInterval).
+    std::thread::sleep(Duration::from_millis(5500));
     let ep0 = c.members[0].endpoint();
     let new = c.prepare_member("m3", &[]);
     let peer = c.members[new].peer_url();
@@ -360,7 +361,34 @@ fn a_learner_joins_catches_up_is_promoted_and_an_old_member_is_removed_under_loa
         "{err}"
     );
     c.start_joining(new, &initial_cluster);
-    c.members[new].wait_ready(Duration::from_secs(60));
+    // A learner serves serializable reads and Status only (etcd's rule).
+    let learner_ep = c.members[new].endpoint();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, out, _) = ctl(&learner_ep, &["endpoint", "status", "-w", "json"]);
+        if ok && out.contains("\"isLearner\":true") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the learner did not come up: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, _, err) = ctl(&learner_ep, &["get", "lin/k0"]);
+    assert!(!ok);
+    assert!(
+        err.contains("etcdserver: rpc not supported for learner"),
+        "{err}"
+    );
+    let (ok, _, err) = ctl(&learner_ep, &["put", "x", "y"]);
+    assert!(!ok);
+    assert!(
+        err.contains("etcdserver: rpc not supported for learner"),
+        "{err}"
+    );
+    let (ok, _, err) = ctl(&learner_ep, &["get", "lin/k0", "--consistency=s"]);
+    assert!(ok, "{err}");
     // Promote once it caught up (kubeadm retries the same way).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -372,6 +400,7 @@ fn a_learner_joins_catches_up_is_promoted_and_an_old_member_is_removed_under_loa
         assert!(Instant::now() < deadline, "learner never caught up");
         std::thread::sleep(Duration::from_millis(200));
     }
+    c.members[new].wait_ready(Duration::from_secs(30));
     let (ok, out, err) = ctl(&ep0, &["member", "promote", &id_hex]);
     assert!(!ok, "{out}");
     assert!(
@@ -405,7 +434,20 @@ fn a_learner_joins_catches_up_is_promoted_and_an_old_member_is_removed_under_loa
 
 #[test]
 fn membership_misuse_gets_etcds_errors() {
-    let mut c = Cluster::start(3, &[]);
+    membership_misuse(Cluster::start(3, &[]));
+}
+
+/// The same steps against a 3-member etcd 3.5.1: the errors asserted
+/// above are etcd's.
+#[test]
+fn membership_misuse_gets_the_same_errors_from_etcd() {
+    membership_misuse(Cluster::start_with(crate::common::etcd35(), 3, &[]));
+}
+
+fn membership_misuse(mut c: Cluster) {
+    // etcd counts a peer as connected once it has been for 5 s
+    // (HealthInterval); before that every reconfiguration is "unhealthy".
+    std::thread::sleep(Duration::from_millis(5500));
     let ep = c.members[0].endpoint();
     let taken = c.members[1].peer_url();
     // etcdctl checks URLs itself; a raw client reaches the server's check.
@@ -520,6 +562,32 @@ fn membership_misuse_gets_etcds_errors() {
     let (ok, _, err) = ctl(
         &ep_alive,
         &["member", "remove", &format!("{:x}", ids[&alive])],
+    );
+    assert!(!ok);
+    assert!(err.contains("etcdserver: unhealthy cluster"), "{err}");
+    // The member that is down can be removed.
+    let (ok, out, err) = ctl(
+        &ep_alive,
+        &["member", "remove", &format!("{:x}", ids[&down])],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("removed from cluster"), "{out}");
+    // Two voters left, both connected: one may go.
+    let (ok, _, err) = ctl(
+        &ep_alive,
+        &["member", "remove", &format!("{:x}", ids[&alive])],
+    );
+    assert!(ok, "{err}");
+    // A one-member cluster may add a voter that has not started yet, but
+    // not a second one: too few started members for the new quorum.
+    let (ok, _, err) = ctl(
+        &ep_alive,
+        &["member", "add", "z", "--peer-urls=http://127.0.0.1:9"],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = ctl(
+        &ep_alive,
+        &["member", "add", "w", "--peer-urls=http://127.0.0.1:10"],
     );
     assert!(!ok);
     assert!(

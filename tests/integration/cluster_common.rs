@@ -92,6 +92,8 @@ impl Drop for FaultProxy {
 
 /// One member: its ports, data directory and process.
 pub struct Member {
+    /// The server binary (oxcd, or etcd for differential runs).
+    pub binary: PathBuf,
     pub name: String,
     pub client_port: u16,
     /// Where the member listens for peers.
@@ -146,7 +148,7 @@ impl Member {
             .open(self.log_path())
             .expect("open log");
         let data = self.dir.path().join("data");
-        let child = Command::new(env!("CARGO_BIN_EXE_oxcd"))
+        let child = Command::new(&self.binary)
             .args([
                 "--name",
                 &self.name,
@@ -178,7 +180,7 @@ impl Member {
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
             .spawn()
-            .expect("spawn oxcd");
+            .expect("spawn the server");
         self.child = Some(child);
     }
 
@@ -234,8 +236,9 @@ impl Drop for Member {
     }
 }
 
-/// A cluster of oxcd members and the runtime its proxies run on.
+/// A cluster of oxcd (or etcd) members and the runtime its proxies run on.
 pub struct Cluster {
+    pub binary: PathBuf,
     pub members: Vec<Member>,
     /// The `--initial-cluster` value of the running configuration.
     pub initial_cluster: String,
@@ -243,8 +246,13 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` members (`m0`, `m1`, ...) and waits until all serve.
+    /// Starts `n` oxcd members (`m0`, `m1`, ...) and waits until all serve.
     pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_with(PathBuf::from(env!("CARGO_BIN_EXE_oxcd")), n, extra)
+    }
+
+    /// Starts `n` members of `binary` (oxcd or etcd, same flags).
+    pub fn start_with(binary: PathBuf, n: usize, extra: &[&str]) -> Cluster {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -252,7 +260,7 @@ impl Cluster {
             .expect("proxy runtime");
         let mut members = Vec::new();
         for i in 0..n {
-            members.push(Cluster::new_member(&rt, &format!("m{i}"), extra));
+            members.push(Cluster::new_member(&rt, &binary, &format!("m{i}"), extra));
         }
         let initial_cluster = members
             .iter()
@@ -266,15 +274,22 @@ impl Cluster {
             m.wait_ready(Duration::from_secs(60));
         }
         Cluster {
+            binary,
             members,
             initial_cluster,
             rt,
         }
     }
 
-    fn new_member(rt: &tokio::runtime::Runtime, name: &str, extra: &[&str]) -> Member {
+    fn new_member(
+        rt: &tokio::runtime::Runtime,
+        binary: &std::path::Path,
+        name: &str,
+        extra: &[&str],
+    ) -> Member {
         let peer_port = free_port();
         Member {
+            binary: binary.to_path_buf(),
             name: name.to_string(),
             client_port: free_port(),
             peer_port,
@@ -287,7 +302,7 @@ impl Cluster {
 
     /// A member that is not part of the cluster yet (for `member add`).
     pub fn prepare_member(&mut self, name: &str, extra: &[&str]) -> usize {
-        let m = Cluster::new_member(&self.rt, name, extra);
+        let m = Cluster::new_member(&self.rt, &self.binary.clone(), name, extra);
         self.members.push(m);
         self.members.len() - 1
     }
