@@ -2,10 +2,14 @@
 //! proxy in front of every member's peer port.
 //!
 //! Every member advertises the proxy's address as its peer URL, so all raft
-//! traffic *to* a member passes its proxy. Blocking a member's proxy cuts
-//! everything it would receive from the others (appends, votes, responses
-//! to its own requests): it is isolated. Every process and proxy stops by
-//! itself when the test's `Cluster` is dropped.
+//! traffic *to* a member passes its proxy (an oxcd member sends to a peer
+//! only over connections it opens to that peer's URL). Blocking a member's
+//! proxy cuts everything it would receive from the others (appends, votes,
+//! responses to its own requests): it is isolated. (etcd members also
+//! receive over connections they open themselves, so this proxy does not
+//! isolate an etcd member; etcd runs here only for membership checks.)
+//! Every process and proxy stops by itself when the test's `Cluster` is
+//! dropped.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
