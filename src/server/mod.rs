@@ -260,6 +260,7 @@ impl Server {
             name: self.cfg.name.clone(),
             client_urls: self.cfg.advertise_client_urls.clone(),
         };
+        let alone = self.members.list().len() <= 1;
         let deadline = tokio::time::Instant::now() + self.cfg.request_timeout() * 4;
         loop {
             if let Some(m) = self.members.get(self.member_id)
@@ -278,7 +279,7 @@ impl Server {
                     );
                     return Ok(());
                 }
-                Err(e) if tokio::time::Instant::now() < deadline => {
+                Err(e) if !alone || tokio::time::Instant::now() < deadline => {
                     tracing::warn!(error = %e, "failed to publish local member; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
@@ -289,8 +290,14 @@ impl Server {
 
     /// Waits until a leader is known and the applier has caught up with the
     /// commit index (the replay after a restart is done).
+    ///
+    /// A lone member elects itself at once, so it fails after a while if it
+    /// cannot; a member of a larger cluster waits as long as its peers take
+    /// to come up (as etcd does), logging now and then.
     async fn wait_ready(&self) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + self.cfg.request_timeout() * 4;
+        let alone = self.members.list().len() <= 1;
+        let started = tokio::time::Instant::now();
+        let mut next_log = started + Duration::from_secs(5);
         loop {
             let st = &self.raft.status;
             let leader = st.leader.load(Ordering::Acquire);
@@ -298,8 +305,16 @@ impl Server {
             if leader != 0 && commit > 0 && *self.applied.borrow() >= commit {
                 return Ok(());
             }
-            if tokio::time::Instant::now() > deadline {
+            let now = tokio::time::Instant::now();
+            if alone && now > started + self.cfg.request_timeout() * 4 {
                 return Err(Error::internal("timed out waiting for a raft leader"));
+            }
+            if now > next_log {
+                tracing::warn!(
+                    waited_s = (now - started).as_secs(),
+                    "waiting for a raft leader (are a quorum of members up?)"
+                );
+                next_log = now + Duration::from_secs(5);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

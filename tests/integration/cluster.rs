@@ -635,3 +635,28 @@ fn membership_misuse(mut c: Cluster) {
         "{err}"
     );
 }
+
+#[test]
+fn the_whole_cluster_killed_comes_back_one_member_at_a_time_with_every_write() {
+    let mut c = Cluster::start(3, &[]);
+    let load = Workload::start(&c.handle(), c.endpoints(), 6, 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    for i in 0..3 {
+        c.members[i].kill9();
+    }
+    let (stats, history) = load.stop(&c.handle());
+    assert!(stats.ok > 100, "{stats:?}");
+    // One member alone has no quorum: it waits for its peers, running.
+    c.restart(0);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(c.members[0].is_running(), "a member without quorum gave up");
+    c.restart(1);
+    c.members[0].wait_ready(Duration::from_secs(30));
+    c.members[1].wait_ready(Duration::from_secs(30));
+    c.restart(2);
+    c.members[2].wait_ready(Duration::from_secs(30));
+    for i in 0..3 {
+        final_reads(&c, i, &history, 4);
+    }
+    check_history(&history);
+}
