@@ -117,9 +117,13 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(Status::unimplemented(
-            "oxcd: Hash is not supported; use HashKV",
-        ))
+        let (hash, rev) = self.server.hash_all()?;
+        let mut header = Some(ResponseHeader {
+            revision: rev,
+            ..Default::default()
+        });
+        fill(&self.server, &mut header);
+        Ok(Response::new(HashResponse { header, hash }))
     }
 
     async fn hash_kv(

@@ -403,6 +403,11 @@ impl Server {
         self.store.hash_kv(rev)
     }
 
+    /// Maintenance.Hash: a CRC-32C over this member's whole state.
+    pub fn hash_all(&self) -> Result<(u32, i64)> {
+        self.store.hash_all()
+    }
+
     /// The backend quota: `--quota-backend-bytes`, or etcd's default when
     /// it is 0.
     pub fn quota_bytes(&self) -> i64 {

@@ -144,6 +144,37 @@ fn three_members_replicate_and_etcdctl_sees_the_cluster() {
         assert!(Instant::now() < deadline, "the expired lease's key stayed");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Maintenance.Hash: members that applied the same entries hash equal.
+    let urls = c.endpoints();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let hashes: Vec<(u32, i64)> = c.block_on(async {
+            let mut out = Vec::new();
+            for u in &urls {
+                let mut m =
+                    oxcd::proto::etcdserverpb::maintenance_client::MaintenanceClient::connect(
+                        u.clone(),
+                    )
+                    .await
+                    .expect("connect");
+                let r = m
+                    .hash(oxcd::proto::etcdserverpb::HashRequest {})
+                    .await
+                    .expect("hash")
+                    .into_inner();
+                out.push((r.hash, r.header.expect("header").revision));
+            }
+            out
+        });
+        if hashes.iter().all(|h| *h == hashes[0]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "members' hashes differ: {hashes:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Response headers name the member that answered.
     let st = c.statuses();
     let member_ids: std::collections::HashSet<u64> = st.values().map(|s| s.0).collect();
