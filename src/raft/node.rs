@@ -266,7 +266,12 @@ impl Runner {
             }
             if last_tick.elapsed() >= self.cfg.tick {
                 self.node.tick();
-                last_tick = Instant::now();
+                // A fixed period, not one that drifts by each late wake-up
+                // (unless a stall left it more than a tick behind).
+                last_tick += self.cfg.tick;
+                if last_tick.elapsed() >= self.cfg.tick {
+                    last_tick = Instant::now();
+                }
             }
             if let Err(e) = self.on_ready() {
                 crate::server::apply::fatal("raft storage", &e);
