@@ -2,8 +2,11 @@
 //! `server/etcdserver/api/v3rpc/member.go`).
 //!
 //! MemberPromote runs on the leader (learner progress is known only
-//! there): another member forwards it to the leader's client URL, as etcd
-//! forwards it over the peer port.
+//! there), and so do MemberAdd and MemberRemove with
+//! `--strict-reconfig-check` (the leader knows which members are
+//! connected): another member forwards them, once, to the leader's client
+//! URL (etcd forwards promotions over the peer port and checks the others
+//! locally, knowing every peer's connection).
 
 use std::sync::Arc;
 
@@ -29,8 +32,11 @@ impl ClusterService {
         ClusterService { server }
     }
 
-    /// Sends MemberPromote to the leader.
-    async fn forward_promote(&self, id: u64) -> Result<MemberPromoteResponse, Status> {
+    /// A client of the leader's Cluster service, for what only the leader
+    /// decides well: promotion (learner progress) and, with
+    /// `--strict-reconfig-check`, adding and removing members (which
+    /// members are connected).
+    async fn leader_client(&self) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
         let urls = self
             .server
             .leader_client_urls()
@@ -40,19 +46,36 @@ impl ClusterService {
             let Ok(ep) = tonic::transport::Endpoint::from_shared(url) else {
                 continue;
             };
-            let ep = ep.connect_timeout(std::time::Duration::from_secs(2));
+            let ep = ep
+                .connect_timeout(std::time::Duration::from_secs(2))
+                .timeout(self.server.config().request_timeout());
             match ep.connect().await {
-                Ok(ch) => {
-                    return ClusterClient::new(ch)
-                        .member_promote(MemberPromoteRequest { id })
-                        .await
-                        .map(Response::into_inner);
-                }
+                Ok(ch) => return Ok(ClusterClient::new(ch)),
                 Err(e) => last = Status::unavailable(format!("forwarding to the leader: {e}")),
             }
         }
         Err(last)
     }
+
+    /// Whether to send this request on to the leader: not when it already
+    /// was forwarded once (leaders may disagree for a moment), nor from
+    /// the leader itself.
+    fn forward<T>(&self, req: &Request<T>, strict_only: bool) -> bool {
+        if strict_only && !self.server.config().strict_reconfig_check {
+            return false;
+        }
+        req.metadata().get(FORWARDED).is_none() && self.server.leader_client_urls().is_some()
+    }
+}
+
+/// Marks a request forwarded to the leader.
+const FORWARDED: &str = "oxcd-forwarded";
+
+fn forwarded<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    r
 }
 
 #[tonic::async_trait]
@@ -61,6 +84,10 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        if self.forward(&req, true) {
+            let mut c = self.leader_client().await?;
+            return c.member_add(forwarded(req.into_inner())).await;
+        }
         let r = req.into_inner();
         let (member, members) = self.server.member_add(r.peer_ur_ls, r.is_learner).await?;
         let mut resp = MemberAddResponse {
@@ -76,6 +103,10 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        if self.forward(&req, true) {
+            let mut c = self.leader_client().await?;
+            return c.member_remove(forwarded(req.into_inner())).await;
+        }
         let members = self.server.member_remove(req.into_inner().id).await?;
         let mut resp = MemberRemoveResponse {
             header: None,
@@ -119,6 +150,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        let forward = self.forward(&req, false);
         let id = req.into_inner().id;
         match self.server.member_promote(id).await {
             Ok(members) => {
@@ -129,7 +161,11 @@ impl Cluster for ClusterService {
                 fill_without_revision(&self.server, &mut resp.header);
                 Ok(Response::new(resp))
             }
-            Err(Error::NotLeader) => Ok(Response::new(self.forward_promote(id).await?)),
+            Err(Error::NotLeader) if forward => {
+                let mut c = self.leader_client().await?;
+                c.member_promote(forwarded(MemberPromoteRequest { id }))
+                    .await
+            }
             Err(e) => Err(e.into()),
         }
     }

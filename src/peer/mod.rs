@@ -170,15 +170,29 @@ impl Transport {
     /// Streams the checkpoint a `MsgSnapshot` names, then the message.
     async fn stream_snapshot(&self, m: Message) -> Result<()> {
         let to = m.to;
-        let dir = PathBuf::from(String::from_utf8_lossy(m.get_snapshot().get_data()).into_owned());
-        let mut files = Vec::new();
-        for e in std::fs::read_dir(&dir).map_err(Error::internal)? {
-            let e = e.map_err(Error::internal)?;
-            if e.file_type().map_err(Error::internal)?.is_file() {
-                files.push(e.file_name().to_string_lossy().into_owned());
-            }
-        }
-        files.sort();
+        let shared =
+            PathBuf::from(String::from_utf8_lossy(m.get_snapshot().get_data()).into_owned());
+        // A private set of hard links: the shared checkpoint may be replaced
+        // (and removed) while this send runs.
+        let dir = shared.with_file_name(format!(
+            "snapshot-send-{to:x}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let files = link_files(&shared, &dir);
+        let result = match files {
+            Ok(files) => self.send_files(m, &dir, files).await,
+            Err(e) => Err(e),
+        };
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        result
+    }
+
+    async fn send_files(&self, m: Message, dir: &Path, files: Vec<String>) -> Result<()> {
+        let to = m.to;
+        let dir = dir.to_path_buf();
         let mut client = self.connect(to).await?;
         let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
         let head = SnapshotChunk {
@@ -372,7 +386,13 @@ impl Peer for PeerService {
             self.check(b.cluster_id, b.from)?;
             self.transport.heard_from(b.from, ACTIVE_GAP);
             for bytes in b.messages {
-                self.step(Message::parse_from_bytes(&bytes).map_err(bad)?);
+                let m = Message::parse_from_bytes(&bytes).map_err(bad)?;
+                // Snapshots come only on their own stream (their data names
+                // a directory this member wrote), and only to this member.
+                if m.get_msg_type() == MessageType::MsgSnapshot || m.to != self.transport.local {
+                    return Err(bad("unexpected raft message on the raft stream"));
+                }
+                self.step(m);
             }
         }
         Ok(Response::new(PeerAck {}))
@@ -389,7 +409,7 @@ impl Peer for PeerService {
             .ok_or_else(|| bad("empty snapshot stream"))?;
         self.check(head.cluster_id, head.from)?;
         let mut m = Message::parse_from_bytes(&head.message).map_err(bad)?;
-        if m.get_msg_type() != MessageType::MsgSnapshot {
+        if m.get_msg_type() != MessageType::MsgSnapshot || m.to != self.transport.local {
             return Err(bad("the first chunk must carry a MsgSnapshot"));
         }
         let dir = self.snapshot_dir.join(format!(
@@ -427,6 +447,23 @@ impl Peer for PeerService {
             members: self.transport.members.list(),
         }))
     }
+}
+
+/// Hard-links every file of `from` into a new directory `to`; returns the
+/// file names, sorted.
+fn link_files(from: &Path, to: &Path) -> Result<Vec<String>> {
+    std::fs::create_dir_all(to).map_err(Error::internal)?;
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(from).map_err(Error::internal)? {
+        let e = e.map_err(Error::internal)?;
+        if e.file_type().map_err(Error::internal)?.is_file() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            std::fs::hard_link(e.path(), to.join(&name)).map_err(Error::internal)?;
+            files.push(name);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Writes the files of a snapshot stream into `dir` and syncs them.

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use raft::prelude::{ConfChange, ConfState, Entry, EntryType, Message, Snapshot};
+use raft::prelude::{ConfChange, ConfState, Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{Config, RawNode, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 
@@ -309,12 +309,35 @@ impl Runner {
                 }
             }
             RaftMsg::Step(m) => {
+                let snapshot_dir = (m.get_msg_type() == MessageType::MsgSnapshot)
+                    .then(|| m.get_snapshot().get_data().to_vec());
                 if let Err(e) = self.node.step(*m) {
                     tracing::debug!(error = %e, "raft step failed");
+                }
+                if let Some(dir) = snapshot_dir {
+                    // A snapshot raft did not take (stale, or already
+                    // covered by the log) would leave its files behind.
+                    let taken = self
+                        .node
+                        .raft
+                        .raft_log
+                        .unstable_snapshot()
+                        .as_ref()
+                        .is_some_and(|s| s.get_data() == dir.as_slice());
+                    if !taken {
+                        let path = String::from_utf8_lossy(&dir).into_owned();
+                        tracing::info!(dir = %path, "raft ignored a received snapshot");
+                        let _ = std::fs::remove_dir_all(path);
+                    }
                 }
             }
             RaftMsg::Unreachable(id) => self.node.report_unreachable(id),
             RaftMsg::SnapshotStatus { to, ok } => {
+                if ok {
+                    // The follower has it: the checkpoint's hard links need
+                    // not keep old files on disk any longer.
+                    self.node.mut_store().release_snapshot();
+                }
                 let status = if ok {
                     SnapshotStatus::Finish
                 } else {
@@ -451,6 +474,16 @@ impl Runner {
             }
             if !run.is_empty() {
                 self.applier.apply(std::mem::take(&mut run));
+            }
+            let conf = self.node.raft.prs().conf();
+            if conf.voters().ids().is_empty() && conf.learners().is_empty() {
+                // A member that joined must start from a snapshot, which
+                // carries the configuration; log entries without it would
+                // make it believe it is alone.
+                crate::server::apply::fatal(
+                    "raft",
+                    &"configuration change without a configuration (a joining member was sent log entries instead of a snapshot)",
+                );
             }
             let node = &mut self.node;
             let mut to_raft = |cc: &ConfChange| node.apply_conf_change(cc).map_err(Error::internal);

@@ -121,6 +121,11 @@ impl RaftStorage {
         *self.snapshot.borrow_mut() = None;
     }
 
+    /// Forgets the cached snapshot for followers (removing its checkpoint).
+    pub fn release_snapshot(&mut self) {
+        *self.snapshot.borrow_mut() = None;
+    }
+
     /// Adds to `wb` the raft side of installing `snap`: the log is
     /// emptied and starts after the snapshot, whose configuration and
     /// commit index are recorded.

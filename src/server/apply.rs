@@ -91,6 +91,7 @@ pub struct Applier {
     alarms: Arc<AlarmSet>,
     members: Arc<Members>,
     member_id: u64,
+    max_learners: u64,
     /// The member table as changed by the batch being applied.
     pending_members: Option<MemberTable>,
     applied: u64,
@@ -108,6 +109,8 @@ pub struct ApplierDeps {
     pub alarms: Arc<AlarmSet>,
     pub members: Arc<Members>,
     pub member_id: u64,
+    /// `--max-learners`, checked again when a learner is added.
+    pub max_learners: u64,
 }
 
 impl Applier {
@@ -124,6 +127,7 @@ impl Applier {
             alarms: d.alarms,
             members: d.members,
             member_id: d.member_id,
+            max_learners: d.max_learners,
             pending_members: None,
             applied,
         }
@@ -161,7 +165,12 @@ impl Applier {
             ConfChangeType::AddNode => {
                 if let Some(m) = t.members.iter_mut().find(|m| m.id == id) {
                     if !m.is_learner {
-                        return Err(Error::MemberExist);
+                        // A promotion carries no member; an addition does.
+                        return Err(if member.is_none() {
+                            Error::MemberNotLearner
+                        } else {
+                            Error::MemberExist
+                        });
                     }
                     // Promotion of a learner.
                     m.is_learner = false;
@@ -192,6 +201,10 @@ impl Applier {
                 m.is_learner = true;
                 if url_taken(&t, &m) {
                     return Err(Error::PeerUrlExist);
+                }
+                let learners = t.members.iter().filter(|m| m.is_learner).count() as u64;
+                if learners >= self.max_learners {
+                    return Err(Error::TooManyLearners);
                 }
                 t.members.push(m);
             }

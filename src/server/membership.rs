@@ -30,7 +30,7 @@ fn valid_peer_url(u: &str) -> bool {
     else {
         return false;
     };
-    let rest = rest.trim_end_matches('/');
+    // etcd refuses any path, even "/".
     match rest.rsplit_once(':') {
         Some((host, port)) => {
             !host.is_empty() && !rest.contains('/') && port.parse::<u16>().is_ok()
@@ -313,6 +313,7 @@ mod tests {
         assert!(!valid_peer_url("127.0.0.1:2380"));
         assert!(!valid_peer_url("http://127.0.0.1"));
         assert!(!valid_peer_url("http://127.0.0.1:2380/path"));
+        assert!(!valid_peer_url("http://127.0.0.1:2380/"));
         assert!(!valid_peer_url("ftp://127.0.0.1:2380"));
     }
 

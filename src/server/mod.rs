@@ -193,6 +193,7 @@ impl Server {
                 alarms: alarms.clone(),
                 members: members.clone(),
                 member_id,
+                max_learners: cfg.max_learners,
             },
             applied,
         );
@@ -719,7 +720,7 @@ async fn open_or_bootstrap(db: &Arc<Db>, cfg: &ServerConfig) -> Result<(u64, u64
     use crate::proto::etcdserverpb::Member;
     use crate::proto::oxcdpb::MemberTable;
     use crate::storage::Cf;
-    if let Some(storage) = RaftStorage::open(db.clone())? {
+    if let Some(mut storage) = RaftStorage::open(db.clone())? {
         let (Some(m), Some(c)) = (
             db.get_u64(Cf::Meta, meta_key::MEMBER_ID)?,
             db.get_u64(Cf::Meta, meta_key::CLUSTER_ID)?,
@@ -748,6 +749,14 @@ async fn open_or_bootstrap(db: &Arc<Db>, cfg: &ServerConfig) -> Result<(u64, u64
                 cluster::encode_table(&table),
             );
             db.write_synced(wb)?;
+        }
+        if storage.first_index() <= 1 {
+            // A log that still starts at index 1 (from before new clusters
+            // started after it) lacks the bootstrap configuration: drop
+            // what is applied, so that a member added later is always sent
+            // a snapshot, never this log.
+            let applied = db.get_u64(Cf::Meta, meta_key::APPLIED_INDEX)?.unwrap_or(0);
+            storage.compact(applied)?;
         }
         return Ok((m, c, storage));
     }

@@ -630,6 +630,13 @@ fn membership_misuse(mut c: Cluster) {
     );
     assert!(!ok);
     assert!(err.contains("etcdserver: unhealthy cluster"), "{err}");
+    // The same through the follower that is still up.
+    let (ok, _, err) = ctl(
+        &c.members[alive].endpoint(),
+        &["member", "add", "y", "--peer-urls=http://127.0.0.1:9"],
+    );
+    assert!(!ok);
+    assert!(err.contains("etcdserver: unhealthy cluster"), "{err}");
     let (ok, _, err) = ctl(
         &ep_alive,
         &["member", "remove", &format!("{:x}", ids[&alive])],

@@ -63,6 +63,7 @@ fn fixture(db: &Arc<Db>) -> Fixture {
             alarms: Arc::new(crate::server::alarm::AlarmSet::load(db).unwrap()),
             members: Arc::new(crate::cluster::Members::default()),
             member_id: 1,
+            max_learners: 1,
         },
         applied_index,
     );
@@ -388,23 +389,33 @@ async fn membership_changes_are_validated_like_etcd_and_persisted_with_the_entry
             conf_change(3, 22, ConfChangeType::AddLearnerNode, 6, &["http://a:1"]),
             Err(Error::PeerUrlExist),
         ),
-        // Promotion of the learner.
-        (conf_change(4, 23, ConfChangeType::AddNode, 5, &[]), Ok(1)),
+        // --max-learners 1, checked again when applied.
         (
-            conf_change(5, 24, ConfChangeType::AddNode, 5, &[]),
+            conf_change(4, 23, ConfChangeType::AddLearnerNode, 8, &["http://c:1"]),
+            Err(Error::TooManyLearners),
+        ),
+        // Promotion of the learner.
+        (conf_change(5, 24, ConfChangeType::AddNode, 5, &[]), Ok(1)),
+        // A second promotion; adding an existing voter.
+        (
+            conf_change(6, 25, ConfChangeType::AddNode, 5, &[]),
+            Err(Error::MemberNotLearner),
+        ),
+        (
+            conf_change(7, 26, ConfChangeType::AddNode, 5, &["http://d:1"]),
             Err(Error::MemberExist),
         ),
         (
-            conf_change(6, 25, ConfChangeType::RemoveNode, 7, &[]),
+            conf_change(8, 27, ConfChangeType::RemoveNode, 7, &[]),
             Err(Error::MemberNotFound),
         ),
         (
-            conf_change(7, 26, ConfChangeType::RemoveNode, 5, &[]),
+            conf_change(9, 28, ConfChangeType::RemoveNode, 5, &[]),
             Ok(0),
         ),
         // A removed id never comes back.
         (
-            conf_change(8, 27, ConfChangeType::AddNode, 5, &["http://b:1"]),
+            conf_change(10, 29, ConfChangeType::AddNode, 5, &["http://b:1"]),
             Err(Error::MemberNotFound),
         ),
     ];
@@ -447,6 +458,6 @@ async fn membership_changes_are_validated_like_etcd_and_persisted_with_the_entry
     );
     assert_eq!(
         db.get_u64(Cf::Meta, meta_key::APPLIED_INDEX).unwrap(),
-        Some(8)
+        Some(10)
     );
 }
