@@ -14,7 +14,8 @@
 #
 # Environment: COMPAT_LINES="037 036" (which lines to run), COMPAT_RUN (go test -run
 # regexp), COMPAT_TEST_TIMEOUT (go test -timeout per line, default 20m),
-# COMPAT_KEEP_LOGS=1 (keep the temp dir with the server log).
+# COMPAT_KEEP_LOGS=1 (keep the temp dir with the server log), COMPAT_CLUSTER=1 (start a
+# 3-member cluster instead and run the tests through a member that does not lead).
 set -euo pipefail
 
 usage() { echo "usage: $0 <server-binary> [oxcd|etcd]" >&2; exit 2; }
@@ -41,19 +42,28 @@ log() { printf '[compat %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/oxcd-compat.XXXXXX")"
 SERVER_PID=""
 
-stop_server() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
+SERVER_PIDS=()
+
+stop_one() {
+  local pid="$1"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
+      kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-      kill -9 "$SERVER_PID" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -9 "$pid" 2>/dev/null || true
     fi
-    wait "$SERVER_PID" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   fi
+}
+
+stop_server() {
+  stop_one "$SERVER_PID"
+  for pid in "${SERVER_PIDS[@]}"; do stop_one "$pid"; done
   SERVER_PID=""
+  SERVER_PIDS=()
 }
 
 cleanup() {
@@ -144,6 +154,62 @@ start_server() {
   log "$KIND (pid $SERVER_PID) serving on $ENDPOINT"
 }
 
+# start_cluster <name>: COMPAT_CLUSTER=1 — three members of the same binary
+# (the flags of scripts/cluster); ENDPOINT is a member that does not lead,
+# so every write and linearizable read goes through raft between members.
+start_cluster() {
+  local name="$1" i cp pp initial="" eps=() logs=() dirs=() follower="" code
+  local cports=() pports=()
+  for i in 0 1 2; do
+    cp="$(pick_port)"; pp="$(pick_port "$cp")"
+    cports+=("$cp"); pports+=("$pp")
+    initial+="${initial:+,}m$i=http://127.0.0.1:$pp"
+  done
+  for i in 0 1 2; do
+    local url="http://127.0.0.1:${cports[$i]}" dir="$WORK/data-$name-m$i" log="$WORK/server-$name-m$i.log"
+    "$BIN" --name "m$i" --data-dir "$dir" \
+      --listen-client-urls "$url" --advertise-client-urls "$url" \
+      --listen-peer-urls "http://127.0.0.1:${pports[$i]}" \
+      --initial-advertise-peer-urls "http://127.0.0.1:${pports[$i]}" \
+      --initial-cluster "$initial" --initial-cluster-state new \
+      --initial-cluster-token compat-cluster \
+      "$PROGRESS_FLAG" "$PROGRESS_INTERVAL" >"$log" 2>&1 &
+    SERVER_PIDS+=($!)
+    eps+=("$url"); logs+=("$log"); dirs+=("$dir")
+  done
+  local healthy metrics
+  for _ in $(seq 1 300); do
+    follower=""
+    healthy=1
+    for i in 0 1 2; do
+      code="$(curl -s -o /dev/null -m 2 -w '%{http_code}' "${eps[$i]}/health" 2>/dev/null || true)"
+      [ "$code" = 200 ] || healthy=0
+    done
+    if [ "$healthy" = 1 ]; then
+      for i in 0 1 2; do
+        # (not piped into grep -q: with pipefail, curl's SIGPIPE would count)
+        metrics="$(curl -s -m 2 "${eps[$i]}/metrics" || true)"
+        if grep -q '^etcd_server_is_leader 0' <<<"$metrics"; then
+          follower="$i"; break
+        fi
+      done
+    fi
+    [ -n "$follower" ] && break
+    sleep 0.1
+  done
+  if [ -z "$follower" ]; then
+    log "cluster not healthy after 30s"
+    for l in "${logs[@]}"; do tail -n 20 "$l" >&2; done
+    return 1
+  fi
+  ENDPOINT="${eps[$follower]}"
+  SERVER_PID="${SERVER_PIDS[$follower]}"
+  SERVER_LOG="${logs[$follower]}"
+  DATA_DIR="$WORK/data-$name-m*"
+  export OXCD_CLUSTER_SIZE=3
+  log "$KIND: 3-member cluster; testing through member m$follower (not the leader) at $ENDPOINT"
+}
+
 export OXCD_WATCH_PROGRESS_NOTIFY_INTERVAL="$PROGRESS_INTERVAL"
 
 now() { date +%s.%N; }
@@ -168,7 +234,11 @@ for line in $LINES; do
   t2="$(now)"
 
   # A fresh server per line: some tests need history from revision 1 (uncompacted).
-  start_server "$line"
+  if [ "${COMPAT_CLUSTER:-0}" = 1 ]; then
+    start_cluster "$line"
+  else
+    start_server "$line"
+  fi
   export OXCD_ENDPOINT="$ENDPOINT"
   log "line $line: go test ${FLAGS[*]} -count=1 -timeout $TEST_TIMEOUT ./... against $KIND"
   run=(go test "${FLAGS[@]}" -count=1 -timeout "$TEST_TIMEOUT" -v)
@@ -184,7 +254,7 @@ for line in $LINES; do
     rc=1
   fi
   stop_server
-  [ "${COMPAT_KEEP_LOGS:-0}" = 1 ] || rm -rf "$DATA_DIR"
+  [ "${COMPAT_KEEP_LOGS:-0}" = 1 ] || rm -rf $DATA_DIR
 
   # Failures with their output, then the per-test verdicts, then the go test result.
   grep -a -v -E '^(=== (RUN|PAUSE|CONT|NAME)|\s+--- (PASS|SKIP)|--- (PASS|SKIP))' "$out" \
@@ -198,7 +268,9 @@ for line in $LINES; do
     failed=1 # build failure, panic or timeout: count it
   fi
   [ "$rc" -eq 0 ] || overall=1
-  summary+=("line $line against $KIND: $passed passed, $failed failed, $skipped skipped (deps $(secs "$t0" "$t1")s, compile $(secs "$t1" "$t2")s, tests $(secs "$t2" "$t3")s)")
+  what="$KIND"
+  [ "${COMPAT_CLUSTER:-0}" != 1 ] || what="$KIND (3-member cluster, through a follower)"
+  summary+=("line $line against $what: $passed passed, $failed failed, $skipped skipped (deps $(secs "$t0" "$t1")s, compile $(secs "$t1" "$t2")s, tests $(secs "$t2" "$t3")s)")
   total_pass=$(( ${total_pass:-0} + passed ))
   total_fail=$(( ${total_fail:-0} + failed ))
   total_skip=$(( ${total_skip:-0} + skipped ))

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,15 @@ func TestMain(m *testing.M) {
 }
 
 func endpoint() string { return os.Getenv(envEndpoint) }
+
+// clusterSize is the number of members of the cluster the endpoint belongs
+// to (OXCD_CLUSTER_SIZE, set by run.sh in cluster mode; 1 otherwise).
+func clusterSize() int {
+	if n, err := strconv.Atoi(os.Getenv("OXCD_CLUSTER_SIZE")); err == nil && n > 0 {
+		return n
+	}
+	return 1
+}
 
 func clientConfig() clientv3.Config {
 	return clientv3.Config{
