@@ -246,6 +246,18 @@ impl Transport {
 }
 
 impl crate::raft::node::Transport for Transport {
+    fn forget(&self, id: u64) {
+        // Dropping the queue's sender ends that peer's task.
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        self.heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
     fn send(&self, msgs: Vec<Message>) {
         for m in msgs {
             let to = m.to;

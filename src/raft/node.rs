@@ -67,6 +67,8 @@ pub struct PeerProgress {
 /// not block.
 pub trait Transport: Send + Sync {
     fn send(&self, msgs: Vec<Message>);
+    /// A member left the configuration: drop what is kept for it.
+    fn forget(&self, _id: u64) {}
 }
 
 /// Raft facts other threads read: term, leader, commit and applied indexes.
@@ -488,6 +490,12 @@ impl Runner {
             let node = &mut self.node;
             let mut to_raft = |cc: &ConfChange| node.apply_conf_change(cc).map_err(Error::internal);
             if let Some(cs) = self.applier.conf_change(&e, &mut to_raft) {
+                let kept: Vec<u64> = cs.voters.iter().chain(&cs.learners).copied().collect();
+                for id in self.node.store().conf_members() {
+                    if !kept.contains(&id) {
+                        self.transport.forget(id);
+                    }
+                }
                 self.node.mut_store().set_conf_state(cs);
             }
         }

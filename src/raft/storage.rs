@@ -121,6 +121,16 @@ impl RaftStorage {
         *self.snapshot.borrow_mut() = None;
     }
 
+    /// Voters and learners of the current configuration.
+    pub fn conf_members(&self) -> Vec<u64> {
+        self.conf_state
+            .voters
+            .iter()
+            .chain(&self.conf_state.learners)
+            .copied()
+            .collect()
+    }
+
     /// Forgets the cached snapshot for followers (removing its checkpoint).
     pub fn release_snapshot(&mut self) {
         *self.snapshot.borrow_mut() = None;
