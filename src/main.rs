@@ -93,7 +93,9 @@ async fn run(cfg: config::Config) -> oxcd::Result<()> {
         peer_addrs.push((url.clone(), addr));
     }
     let peer_listeners = oxcd::api::bind(&peer_addrs).await?;
-    let server = oxcd::server::Server::start(cfg.server_config(), peer_listeners).await?;
+    let server = oxcd::server::Server::open(cfg.server_config()).await?;
+    oxcd::api::serve_peers(server.clone(), peer_listeners);
+    server.ready().await?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {

@@ -4,9 +4,10 @@
 //! MemberPromote runs on the leader (learner progress is known only
 //! there), and so do MemberAdd and MemberRemove with
 //! `--strict-reconfig-check` (the leader knows which members are
-//! connected): another member forwards them, once, to the leader's client
-//! URL (etcd forwards promotions over the peer port and checks the others
-//! locally, knowing every peer's connection).
+//! connected): another member forwards them, once, to the leader's peer
+//! port, which serves this service too (etcd forwards promotions over the
+//! peer port and checks the others locally, knowing every peer's
+//! connection).
 
 use std::sync::Arc;
 
@@ -39,7 +40,7 @@ impl ClusterService {
     async fn leader_client(&self) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
         let urls = self
             .server
-            .leader_client_urls()
+            .leader_peer_urls()
             .ok_or_else(|| Status::from(Error::NoLeader))?;
         let mut last = Status::from(Error::NoLeader);
         for url in urls {
@@ -64,7 +65,7 @@ impl ClusterService {
         if strict_only && !self.server.config().strict_reconfig_check {
             return false;
         }
-        req.metadata().get(FORWARDED).is_none() && self.server.leader_client_urls().is_some()
+        req.metadata().get(FORWARDED).is_none() && self.server.leader_peer_urls().is_some()
     }
 }
 

@@ -54,6 +54,29 @@ pub async fn bind(addrs: &[(String, SocketAddr)]) -> Result<Vec<(String, TcpList
     Ok(out)
 }
 
+/// Serves the peer port: the peer protocol, and the Lease and Cluster
+/// services for requests other members forward to this one when it leads.
+pub fn serve_peers(server: Arc<Server>, listeners: Vec<(String, TcpListener)>) {
+    for (url, listener) in listeners {
+        let peer = server.peer_service();
+        let lease = LeaseServer::new(lease::LeaseService::new(server.clone()));
+        let cluster = ClusterServer::new(cluster::ClusterService::new(server.clone()));
+        tracing::info!(address = %url, "serving peer traffic");
+        tokio::spawn(async move {
+            let r = tonic::transport::Server::builder()
+                .max_concurrent_streams(u32::MAX)
+                .add_service(peer)
+                .add_service(lease)
+                .add_service(cluster)
+                .serve_with_incoming(accept(listener))
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "peer server stopped");
+            }
+        });
+    }
+}
+
 /// Serves gRPC on the listeners until `shutdown` is cancelled.
 pub async fn serve(
     server: Arc<Server>,

@@ -146,10 +146,10 @@ impl Server {
         self.raft.status.leader.load(Ordering::Acquire) == self.member_id
     }
 
-    /// A client of the leader's Lease service: only the leader's lessor
-    /// knows deadlines, so other members forward keep-alives and
-    /// time-to-live requests there (etcd forwards them over the peer
-    /// port). The channel is kept while the leader stays the same.
+    /// A client of the leader's Lease service on its peer port: only the
+    /// leader's lessor knows deadlines, so other members forward
+    /// keep-alives and time-to-live requests there (as etcd does over its
+    /// peer port). The channel is kept while the leader stays the same.
     async fn leader_lease_client(
         &self,
     ) -> Result<crate::proto::etcdserverpb::lease_client::LeaseClient<tonic::transport::Channel>>

@@ -263,14 +263,15 @@ impl Server {
             .await
     }
 
-    /// The leader's client URLs, for forwarding requests only the leader
-    /// serves.
-    pub fn leader_client_urls(&self) -> Option<Vec<String>> {
+    /// The leader's peer URLs, for forwarding requests only the leader
+    /// answers (its peer port also serves the Lease and Cluster services,
+    /// as etcd's peer port serves lease and promotion requests).
+    pub fn leader_peer_urls(&self) -> Option<Vec<String>> {
         let leader = self.raft.status.leader.load(Ordering::Acquire);
         if leader == 0 || leader == self.member_id {
             return None;
         }
-        self.members.get(leader).map(|m| m.client_ur_ls)
+        self.members.get(leader).map(|m| m.peer_ur_ls)
     }
 
     /// Maintenance.MoveLeader: hands leadership to `target` and waits until

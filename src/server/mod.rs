@@ -130,16 +130,25 @@ impl Server {
     /// beyond the applied state, and starts the raft and apply threads.
     /// Returns once this member has a leader and has applied everything
     /// committed so far.
-    pub async fn start(
-        cfg: ServerConfig,
-        peer_listeners: Vec<(String, tokio::net::TcpListener)>,
-    ) -> Result<Arc<Server>> {
+    ///
+    /// [`Server::open`] and then [`Server::ready`], for callers that serve
+    /// nothing on the peer port (tests of a lone member).
+    pub async fn start(cfg: ServerConfig) -> Result<Arc<Server>> {
+        let server = Server::open(cfg).await?;
+        server.ready().await?;
+        Ok(server)
+    }
+
+    /// Opens the data directory and starts raft, without waiting for a
+    /// leader: the peer port must be served (see `api::serve_peers`) before
+    /// [`Server::ready`] can succeed in a cluster.
+    pub async fn open(cfg: ServerConfig) -> Result<Arc<Server>> {
         let member_dir = cfg.data_dir.join("member");
         let db_path = member_dir.join("db");
         remove_leftover_checkpoints(&member_dir);
         let db = Db::open(&db_path)?;
         let (member_id, cluster_id, mut storage) = open_or_bootstrap(&db, &cfg).await?;
-        storage.set_snapshot_dir(member_dir.clone());
+        storage.set_snapshot_dir(member_dir);
         let members = Arc::new(Members::new(Members::load(&db)?.unwrap_or_default()));
         let transport = crate::peer::Transport::new(member_id, cluster_id, members.clone());
         let store = Arc::new(Store::open(db.clone())?);
@@ -207,20 +216,6 @@ impl Server {
             raft_logger(),
         )?;
         transport.set_raft(raft.clone());
-        for (url, listener) in peer_listeners {
-            let svc = crate::peer::PeerService::new(transport.clone(), member_dir.clone());
-            tracing::info!(address = %url, "serving peer traffic");
-            tokio::spawn(async move {
-                let r = tonic::transport::Server::builder()
-                    .max_concurrent_streams(u32::MAX)
-                    .add_service(svc)
-                    .serve_with_incoming(crate::api::accept(listener))
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "peer server stopped");
-                }
-            });
-        }
         let read =
             read::ReadBarrier::spawn(raft.clone(), applied_rx.clone(), cfg.request_timeout());
         let server = Arc::new(Server {
@@ -247,9 +242,21 @@ impl Server {
         });
         let _ = server.me.set(Arc::downgrade(&server));
         tokio::spawn(lease::run_timer(Arc::downgrade(&server)));
-        server.wait_ready().await?;
-        server.publish().await?;
         Ok(server)
+    }
+
+    /// Waits until this member has a leader, has applied what is committed
+    /// and has published itself; then it may serve clients.
+    pub async fn ready(&self) -> Result<()> {
+        self.wait_ready().await?;
+        self.publish().await
+    }
+
+    /// The peer protocol's service (raft messages, snapshots, members).
+    pub fn peer_service(
+        &self,
+    ) -> crate::proto::oxcdpb::peer_server::PeerServer<crate::peer::PeerService> {
+        crate::peer::PeerService::new(self.transport.clone(), self.cfg.data_dir.join("member"))
     }
 
     /// Records this member's name and client URLs in the member table
