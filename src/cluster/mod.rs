@@ -68,6 +68,14 @@ impl Members {
         self.read().members.iter().find(|m| m.id == id).cloned()
     }
 
+    /// Whether member `id` is a learner (without copying it).
+    pub fn is_learner(&self, id: u64) -> bool {
+        self.read()
+            .members
+            .iter()
+            .any(|m| m.id == id && m.is_learner)
+    }
+
     pub fn is_removed(&self, id: u64) -> bool {
         self.read().removed.contains(&id)
     }

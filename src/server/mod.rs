@@ -540,9 +540,7 @@ impl Server {
 
     /// Whether this member is a learner.
     pub fn is_learner(&self) -> bool {
-        self.members
-            .get(self.member_id)
-            .is_some_and(|m| m.is_learner)
+        self.members.is_learner(self.member_id)
     }
 
     pub fn cluster_id(&self) -> u64 {
