@@ -341,7 +341,7 @@ async fn run_peer(t: Arc<Transport>, to: u64, mut rx: mpsc::Receiver<Message>) {
                     member_id = format!("{:x}", t.local),
                     "the member has been permanently removed from the cluster"
                 );
-                std::process::exit(0);
+                crate::server::apply::exit_now(0);
             }
             tracing::debug!(to = format!("{to:x}"), error = %s.message(), "peer stream ended");
         }

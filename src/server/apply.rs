@@ -76,7 +76,18 @@ pub type ApplyResult = Result<Response>;
 pub fn fatal(what: &str, err: &dyn std::fmt::Display) -> ! {
     tracing::error!(error = %err, "{what}");
     eprintln!("oxcd: fatal: {what}: {err}");
-    std::process::exit(1);
+    exit_now(1)
+}
+
+/// Ends the process at once, without C++ static destructors: other threads
+/// may still be inside RocksDB, and destroying its statics under them
+/// aborts the process. Every acknowledged write is already fsynced.
+pub fn exit_now(code: i32) -> ! {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` only ends the process; no Rust state is used after.
+    unsafe { libc::_exit(code) }
 }
 
 /// State owned by the applier thread.
@@ -292,7 +303,7 @@ impl Applier {
             tracing::warn!("the member has been permanently removed from the cluster");
             std::thread::spawn(|| {
                 std::thread::sleep(std::time::Duration::from_millis(500));
-                std::process::exit(0);
+                exit_now(0);
             });
         }
         new_cs
