@@ -11,7 +11,8 @@
 # watches, paginated lists, a compaction, and a restart of the server under a running
 # apiserver and watch. Prints one line per check and exits non-zero if any failed.
 #
-# Environment: KUBE_SMOKE_TIMEOUT (overall limit in seconds, default 600),
+# Environment: KUBE_SMOKE_CLUSTER=1 (three members instead of one, the apiserver given
+# all three, and the restart hits the leader), KUBE_SMOKE_TIMEOUT (overall limit in seconds, default 600),
 # KUBE_SMOKE_STOP_TIMEOUT (seconds the server may take to exit on SIGTERM, default 30),
 # KUBE_SMOKE_KEEP=1 (keep the work dir with all logs), KUBE_SMOKE_WORKDIR (where to put it).
 # Only processes started by this script are stopped, by their PIDs.
@@ -42,6 +43,7 @@ W="$(mktemp -d "${KUBE_SMOKE_WORKDIR:-${TMPDIR:-/tmp}}/kube-smoke.XXXXXX")"
 PIDS_FILE="$W/pids"
 : >"$PIDS_FILE"
 SERVER_PID=""
+MEMBER_PIDS=()
 APISERVER_PID=""
 WATCHDOG_PID=""
 PASSED=0
@@ -82,12 +84,12 @@ cleanup() {
   local pid
   if [[ -s "$PIDS_FILE" ]]; then
     while read -r pid; do
-      [[ "$pid" == "$APISERVER_PID" || "$pid" == "$SERVER_PID" ]] && continue
+      [[ "$pid" == "$APISERVER_PID" || " ${MEMBER_PIDS[*]} " == *" $pid "* ]] && continue
       stop_pid "$pid" 5
     done <"$PIDS_FILE"
   fi
   stop_pid "$APISERVER_PID" 20
-  stop_pid "$SERVER_PID" 20
+  for pid in "${MEMBER_PIDS[@]}"; do stop_pid "$pid" 20; done
   if [[ $FAILED -gt 0 || $rc -ne 0 ]]; then
     echo "---- last lines of the ${KIND} log ($W/server.log) ----"
     tail -n 25 "$W/server.log" 2>/dev/null
@@ -138,31 +140,82 @@ json() { # json EXPR < document: prints a python expression over the parsed JSON
   python3 -c 'import json,sys; d=json.load(sys.stdin); r=eval(sys.argv[1]); print(r if isinstance(r,str) else json.dumps(r))' "$1"
 }
 
-CLIENT_PORT=$(free_port)
-PEER_PORT=$(free_port)
-SECURE_PORT=$(free_port)
-while [[ "$PEER_PORT" == "$CLIENT_PORT" ]]; do PEER_PORT=$(free_port); done
-while [[ "$SECURE_PORT" == "$CLIENT_PORT" || "$SECURE_PORT" == "$PEER_PORT" ]]; do SECURE_PORT=$(free_port); done
-ETCD_URL="http://127.0.0.1:$CLIENT_PORT"
-DATA_DIR="$W/data"
+# KUBE_SMOKE_CLUSTER=1: three members (the flags of scripts/cluster), the apiserver
+# pointed at all of them, and the restart below hits the leader.
+MEMBERS=1
+[[ "${KUBE_SMOKE_CLUSTER:-0}" == 1 ]] && MEMBERS=3
+USED=()
+fresh_port() {
+  local p
+  while :; do
+    p=$(free_port)
+    [[ " ${USED[*]} " == *" $p "* ]] || break
+  done
+  USED+=("$p")
+  echo "$p"
+}
+CLIENT_PORTS=()
+PEER_PORTS=()
+URLS=()
+INITIAL=""
+for ((m = 0; m < MEMBERS; m++)); do
+  CLIENT_PORTS+=("$(fresh_port)")
+  USED+=("${CLIENT_PORTS[$m]}")
+  PEER_PORTS+=("$(fresh_port)")
+  USED+=("${PEER_PORTS[$m]}")
+  URLS+=("http://127.0.0.1:${CLIENT_PORTS[$m]}")
+  name=default
+  ((MEMBERS > 1)) && name="m$m"
+  INITIAL+="${INITIAL:+,}$name=http://127.0.0.1:${PEER_PORTS[$m]}"
+done
+SECURE_PORT=$(fresh_port)
+CLIENT_PORT="${CLIENT_PORTS[0]}"
+ETCD_URL="$(IFS=,; echo "${URLS[*]}")"
 
-start_server() {
-  local args=(--name default --data-dir "$DATA_DIR"
-    --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL"
-    --listen-peer-urls "http://127.0.0.1:$PEER_PORT"
-    --initial-advertise-peer-urls "http://127.0.0.1:$PEER_PORT"
-    --initial-cluster "default=http://127.0.0.1:$PEER_PORT")
+# start_member M: member M on its data dir and ports.
+start_member() {
+  local m="$1" name=default
+  ((MEMBERS > 1)) && name="m$m"
+  local args=(--name "$name" --data-dir "$W/data$m"
+    --listen-client-urls "${URLS[$m]}" --advertise-client-urls "${URLS[$m]}"
+    --listen-peer-urls "http://127.0.0.1:${PEER_PORTS[$m]}"
+    --initial-advertise-peer-urls "http://127.0.0.1:${PEER_PORTS[$m]}"
+    --initial-cluster "$INITIAL" --initial-cluster-token kube-smoke)
   echo "==== start $(date -u +%FT%TZ): $SERVER_BIN ${args[*]}" >>"$W/server.log"
   "$SERVER_BIN" "${args[@]}" >>"$W/server.log" 2>&1 </dev/null &
-  SERVER_PID=$!
-  track "$SERVER_PID"
-  local i
-  for ((i = 0; i < 300; i++)); do
-    port_open "$CLIENT_PORT" && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || { SERVER_PID=""; return 1; }
-    sleep 0.1
+  MEMBER_PIDS[$m]=$!
+  track "${MEMBER_PIDS[$m]}"
+}
+
+# start_server: starts every member that is not running and waits until all listen;
+# SERVER_PID is the last one started.
+start_server() {
+  local m i
+  for ((m = 0; m < MEMBERS; m++)); do
+    if [[ -z "${MEMBER_PIDS[$m]:-}" ]] || ! kill -0 "${MEMBER_PIDS[$m]}" 2>/dev/null; then
+      start_member "$m"
+      SERVER_PID="${MEMBER_PIDS[$m]}"
+    fi
   done
-  return 1
+  for ((m = 0; m < MEMBERS; m++)); do
+    for ((i = 0; i < 300; i++)); do
+      port_open "${CLIENT_PORTS[$m]}" && break
+      kill -0 "${MEMBER_PIDS[$m]}" 2>/dev/null || { SERVER_PID=""; return 1; }
+      sleep 0.1
+    done
+    port_open "${CLIENT_PORTS[$m]}" || return 1
+  done
+  return 0
+}
+
+# leader_member: the index of the member that leads (0 when alone or unknown).
+leader_member() {
+  local m metrics
+  for ((m = 0; m < MEMBERS; m++)); do
+    metrics="$(curl -s -m 2 "${URLS[$m]}/metrics" || true)"
+    grep -q '^etcd_server_is_leader 1' <<<"$metrics" && { echo "$m"; return; }
+  done
+  echo 0
 }
 
 log "server: $KIND ($SERVER_BIN), client port $CLIENT_PORT; work dir $W"
@@ -456,7 +509,13 @@ no_etcd_errors() {
 check "apiserver log has no storage errors before the restart" no_etcd_errors 1 "$PRE_RESTART_LINES"
 
 # ---- restart of the storage server under a running apiserver and watch ---------------
-log "restarting $KIND (SIGTERM pid $SERVER_PID)"
+RESTARTED=$(leader_member)
+SERVER_PID="${MEMBER_PIDS[$RESTARTED]}"
+if ((MEMBERS > 1)); then
+  log "restarting the leader, member m$RESTARTED of 3 (SIGTERM pid $SERVER_PID)"
+else
+  log "restarting $KIND (SIGTERM pid $SERVER_PID)"
+fi
 OLD_PID="$SERVER_PID"
 STOP_TIMEOUT="${KUBE_SMOKE_STOP_TIMEOUT:-30}"
 if stop_pid "$SERVER_PID" "$STOP_TIMEOUT"; then
@@ -513,7 +572,9 @@ check "watch started before the restart saw DELETED late" wait_watch "$W/watch2.
 sleep 10
 check "apiserver log has no storage errors from 20s after the restart on" no_etcd_errors "$RECOVERED_LINE"
 check "kube-apiserver still running" kill -0 "$APISERVER_PID"
-check "$KIND still running" kill -0 "$SERVER_PID"
+for pid in "${MEMBER_PIDS[@]}"; do
+  check "$KIND still running (pid $pid)" kill -0 "$pid"
+done
 
 # ---- summary --------------------------------------------------------------------------
 echo
