@@ -156,14 +156,17 @@ def main():
     ap.add_argument("--etcdctl", required=True)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--total", type=int, default=50000)
+    ap.add_argument("--out", help="also write the results as markdown to this file")
     args = ap.parse_args()
     summary = {}
+    raw = []
     for kind, binary in (("oxcd", args.oxcd), ("etcd", args.etcd)):
         workdir = tempfile.mkdtemp(prefix=f"bench-cluster-{kind}.")
         try:
             res = measure(kind, binary, args, workdir)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+        raw += res
         summary[kind] = {
             "puts_per_s": median([r["put"]["ops_per_sec"] for r in res]),
             "p50_ms": median([r["put"].get("p50_ms") for r in res]),
@@ -175,6 +178,57 @@ def main():
     for kind, s in summary.items():
         print(f"| {kind} | {s['puts_per_s']} | {s['p50_ms']} | {s['p99_ms']} | {s['failover_s']} |")
     print(json.dumps(summary))
+    if args.out:
+        write_markdown(args, summary, raw)
+
+
+def version_of(binary):
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+        # "etcd Version: X" (the API version) and oxcd's own "oxcd Version: Y".
+        keep = [l.strip() for l in out.stdout.splitlines() if "Version:" in l and "Go" not in l
+                and "Rust" not in l]
+        return "; ".join(keep) or "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def write_markdown(args, summary, raw):
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True).stdout.strip() or "?"
+    lines = [
+        "# 3-member clusters: oxcd and etcd side by side",
+        "",
+        "Written by `scripts/bench-cluster` (scripts/bench_cluster.py) at " + rev
+        + f" on {time.strftime('%Y-%m-%d', time.gmtime())}, on this machine"
+        + f" ({os.cpu_count()} CPUs): three members of each server on 127.0.0.1"
+        + " (the flags of `scripts/cluster`), one server at a time.",
+        "",
+        f"- oxcd: `{version_of(args.oxcd)}`; etcd: `{version_of(args.etcd)}`.",
+        f"- Put: `oxcd-bench put --clients 100 --conns 10 --total {args.total}"
+        + " --key-size 8 --value-size 256` against the leader.",
+        "- Failover: right after each put round the leader gets SIGKILL; the time until"
+        + " the two others agree on a new leader (Status polled every 10 ms with"
+        + " etcdctl); the killed member is restarted before the next round.",
+        f"- {args.rounds} rounds per server; medians below, every round after.",
+        "",
+        "| 3 members | puts/s | p50 ms | p99 ms | new leader after kill -9 (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, s in summary.items():
+        lines.append(f"| {kind} | {s['puts_per_s']:.0f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f}"
+                     f" | {s['failover_s']:.2f} |")
+    lines += ["", "| server | round | puts/s | p50 ms | p99 ms | failover s |",
+              "|---|---|---|---|---|---|"]
+    for r in raw:
+        p = r["put"]
+        lines.append(f"| {r['server']} | {r['round']} | {p['ops_per_sec']:.0f} | {p['p50_ms']:.2f}"
+                     f" | {p['p99_ms']:.2f} | {r['failover_s']:.2f} |")
+    lines += ["", "Both raft implementations draw the election timeout from [1 s, 2 s)"
+              " (`--election-timeout 1000`) once per term, so the failover time is the"
+              " smaller of the two survivors' draws and varies from round to round.", ""]
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines))
 
 
 if __name__ == "__main__":
