@@ -222,7 +222,11 @@ def version_of(binary):
                              timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired):
         return "?"
-    return out.strip().splitlines()[0] if out.strip() else "?"
+    # "etcd Version: X" (for oxcd, the API version it implements) and oxcd's own
+    # "oxcd Version: Y"; not the toolchain lines.
+    keep = [l.strip() for l in out.splitlines()
+            if "Version:" in l and not l.startswith(("Go ", "Rust "))]
+    return "; ".join(keep) or "?"
 
 
 def machine_info():

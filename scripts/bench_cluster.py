@@ -15,17 +15,12 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench import free_port, median, version_of  # scripts/bench.py
 
 
 class Member:
@@ -143,11 +138,6 @@ def measure(kind, binary, args, workdir):
     return results
 
 
-def median(v):
-    v = sorted(v)
-    return v[len(v) // 2] if v else None
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--oxcd", required=True)
@@ -180,17 +170,6 @@ def main():
     print(json.dumps(summary))
     if args.out:
         write_markdown(args, summary, raw)
-
-
-def version_of(binary):
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
-        # "etcd Version: X" (the API version) and oxcd's own "oxcd Version: Y".
-        keep = [l.strip() for l in out.stdout.splitlines() if "Version:" in l and "Go" not in l
-                and "Rust" not in l]
-        return "; ".join(keep) or "?"
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
 
 
 def write_markdown(args, summary, raw):

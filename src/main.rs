@@ -51,22 +51,9 @@ fn main() -> ExitCode {
             1
         }
     };
-    exit_now(code)
-}
-
-/// Ends the process without running C++ static destructors. The raft
-/// thread, the lease timer and RocksDB's own threads may still be inside
-/// RocksDB, and destroying RocksDB's statics under them aborts the process
-/// ("pthread lock: Invalid argument"). Nothing is lost: every acknowledged
-/// write is already fsynced, and what the applier wrote since is in the
-/// operating system's page cache (and would be replayed from the raft log
-/// anyway).
-fn exit_now(code: i32) -> ! {
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    // SAFETY: `_exit` only ends the process; no Rust state is used after.
-    unsafe { libc::_exit(code) }
+    // Without C++ static destructors: the raft thread, the lease timer and
+    // RocksDB's own threads may still be inside RocksDB.
+    oxcd::server::apply::exit_now(code)
 }
 
 async fn run(cfg: config::Config) -> oxcd::Result<()> {

@@ -38,24 +38,7 @@ impl ClusterService {
     /// `--strict-reconfig-check`, adding and removing members (which
     /// members are connected).
     async fn leader_client(&self) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
-        let urls = self
-            .server
-            .leader_peer_urls()
-            .ok_or_else(|| Status::from(Error::NoLeader))?;
-        let mut last = Status::from(Error::NoLeader);
-        for url in urls {
-            let Ok(ep) = tonic::transport::Endpoint::from_shared(url) else {
-                continue;
-            };
-            let ep = ep
-                .connect_timeout(std::time::Duration::from_secs(2))
-                .timeout(self.server.config().request_timeout());
-            match ep.connect().await {
-                Ok(ch) => return Ok(ClusterClient::new(ch)),
-                Err(e) => last = Status::unavailable(format!("forwarding to the leader: {e}")),
-            }
-        }
-        Err(last)
+        Ok(ClusterClient::new(self.server.leader_channel().await?))
     }
 
     /// Whether to send this request on to the leader: not when it already

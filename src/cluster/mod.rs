@@ -59,9 +59,7 @@ impl Members {
 
     /// Every member, ordered by id.
     pub fn list(&self) -> Vec<Member> {
-        let mut v = self.read().members.clone();
-        v.sort_by_key(|m| m.id);
-        v
+        sorted_members(&self.read())
     }
 
     pub fn get(&self, id: u64) -> Option<Member> {
@@ -84,6 +82,20 @@ impl Members {
     pub fn peer_urls(&self, id: u64) -> Vec<String> {
         self.get(id).map(|m| m.peer_ur_ls).unwrap_or_default()
     }
+}
+
+/// The members of `t`, ordered by id (as member lists show them).
+pub fn sorted_members(t: &MemberTable) -> Vec<Member> {
+    let mut v = t.members.clone();
+    v.sort_by_key(|m| m.id);
+    v
+}
+
+/// Whether a member other than `id` already uses one of `urls`.
+pub fn peer_url_taken(t: &MemberTable, id: u64, urls: &[String]) -> bool {
+    t.members
+        .iter()
+        .any(|o| o.id != id && o.peer_ur_ls.iter().any(|u| urls.contains(u)))
 }
 
 /// The table as bytes for the `meta` column family.

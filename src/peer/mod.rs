@@ -146,25 +146,10 @@ impl Transport {
     }
 
     async fn connect(&self, to: u64) -> Result<PeerClient<Channel>> {
-        let urls = self.members.peer_urls(to);
-        let mut last = Error::internal(format!("no peer URL known for member {to:x}"));
-        for url in urls {
-            let ep = Endpoint::from_shared(url.clone())
-                .map_err(|e| Error::internal(format!("bad peer URL {url}: {e}")))?
-                .connect_timeout(Duration::from_secs(1))
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(5))
-                .keep_alive_timeout(Duration::from_secs(5));
-            match ep.connect().await {
-                Ok(ch) => {
-                    return Ok(PeerClient::new(ch)
-                        .max_decoding_message_size(MAX_MESSAGE)
-                        .max_encoding_message_size(MAX_MESSAGE));
-                }
-                Err(e) => last = Error::internal(format!("connect to {url}: {e}")),
-            }
-        }
-        Err(last)
+        let ch = connect_any(&self.members.peer_urls(to), None).await?;
+        Ok(PeerClient::new(ch)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
     }
 
     /// Streams the checkpoint a `MsgSnapshot` names, then the message.
@@ -528,25 +513,41 @@ async fn receive_files(
     Ok(())
 }
 
-/// Asks the members at `urls` for the cluster (for a member joining with
-/// `--initial-cluster-state existing`).
-pub async fn fetch_members(urls: &[String]) -> Result<MembersResponse> {
-    let mut last = Error::internal("no peer URLs to ask for the cluster");
+/// A channel to the first of `urls` that accepts a connection; with
+/// `timeout`, every request on it is bounded by it.
+pub async fn connect_any(urls: &[String], timeout: Option<Duration>) -> Result<Channel> {
+    let mut last = Error::internal("no peer URL known");
     for url in urls {
         let ep = match Endpoint::from_shared(url.clone()) {
-            Ok(ep) => ep.connect_timeout(Duration::from_secs(2)),
+            Ok(ep) => ep
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(5))
+                .keep_alive_timeout(Duration::from_secs(5)),
             Err(e) => {
                 last = Error::internal(format!("bad peer URL {url}: {e}"));
                 continue;
             }
         };
+        let ep = match timeout {
+            Some(t) => ep.timeout(t),
+            None => ep,
+        };
         match ep.connect().await {
-            Ok(ch) => match PeerClient::new(ch).members(MembersRequest {}).await {
-                Ok(r) => return Ok(r.into_inner()),
-                Err(s) => last = Error::internal(format!("{url}: {}", s.message())),
-            },
+            Ok(ch) => return Ok(ch),
             Err(e) => last = Error::internal(format!("connect to {url}: {e}")),
         }
     }
     Err(last)
+}
+
+/// Asks the members at `urls` for the cluster (for a member joining with
+/// `--initial-cluster-state existing`).
+pub async fn fetch_members(urls: &[String]) -> Result<MembersResponse> {
+    let ch = connect_any(urls, Some(Duration::from_secs(5))).await?;
+    PeerClient::new(ch)
+        .members(MembersRequest {})
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| Error::internal(s.message()))
 }

@@ -167,25 +167,19 @@ impl Applier {
     fn member_change(&self, cc: &ConfChange, member: Option<Member>) -> Result<MemberTable> {
         let mut t = self.members_now();
         let id = cc.node_id;
-        let url_taken = |t: &MemberTable, m: &Member| {
-            t.members
-                .iter()
-                .any(|o| o.id != m.id && o.peer_ur_ls.iter().any(|u| m.peer_ur_ls.contains(u)))
-        };
+        let learner = cc.get_change_type() == ConfChangeType::AddLearnerNode;
         match cc.get_change_type() {
-            ConfChangeType::AddNode => {
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
                 if let Some(m) = t.members.iter_mut().find(|m| m.id == id) {
-                    if !m.is_learner {
-                        // A promotion carries no member; an addition does.
-                        return Err(if member.is_none() {
-                            Error::MemberNotLearner
-                        } else {
-                            Error::MemberExist
-                        });
-                    }
-                    // Promotion of a learner.
-                    m.is_learner = false;
-                    return Ok(t);
+                    // AddNode for a learner without a member is a promotion.
+                    return match (learner, m.is_learner, member.is_none()) {
+                        (false, true, _) => {
+                            m.is_learner = false;
+                            Ok(t)
+                        }
+                        (false, false, true) => Err(Error::MemberNotLearner),
+                        _ => Err(Error::MemberExist),
+                    };
                 }
                 if t.removed.contains(&id) {
                     return Err(Error::MemberNotFound);
@@ -193,28 +187,12 @@ impl Applier {
                 let mut m =
                     member.ok_or_else(|| Error::internal("member change without a member"))?;
                 m.id = id;
-                m.is_learner = false;
-                if url_taken(&t, &m) {
-                    return Err(Error::PeerUrlExist);
-                }
-                t.members.push(m);
-            }
-            ConfChangeType::AddLearnerNode => {
-                if t.members.iter().any(|m| m.id == id) {
-                    return Err(Error::MemberExist);
-                }
-                if t.removed.contains(&id) {
-                    return Err(Error::MemberNotFound);
-                }
-                let mut m =
-                    member.ok_or_else(|| Error::internal("member change without a member"))?;
-                m.id = id;
-                m.is_learner = true;
-                if url_taken(&t, &m) {
+                m.is_learner = learner;
+                if cluster::peer_url_taken(&t, id, &m.peer_ur_ls) {
                     return Err(Error::PeerUrlExist);
                 }
                 let learners = t.members.iter().filter(|m| m.is_learner).count() as u64;
-                if learners >= self.max_learners {
+                if learner && learners >= self.max_learners {
                     return Err(Error::TooManyLearners);
                 }
                 t.members.push(m);
@@ -256,11 +234,7 @@ impl Applier {
                         }
                         Err(err) => fatal("encoding the raft configuration", &err),
                     }
-                    let list = {
-                        let mut v = table.members.clone();
-                        v.sort_by_key(|m| m.id);
-                        v
-                    };
+                    let list = cluster::sorted_members(&table);
                     self.stage_members(&mut batch, table);
                     new_cs = Some(cs);
                     Ok(Response::Members(list))
@@ -607,18 +581,14 @@ impl Applier {
             }
             Some(Request::MemberUpdate(u)) => {
                 let mut t = self.members_now();
-                if t.members
-                    .iter()
-                    .any(|o| o.id != u.id && o.peer_ur_ls.iter().any(|p| u.peer_ur_ls.contains(p)))
-                {
+                if cluster::peer_url_taken(&t, u.id, &u.peer_ur_ls) {
                     return Err(Error::PeerUrlExist);
                 }
                 let Some(m) = t.members.iter_mut().find(|m| m.id == u.id) else {
                     return Err(Error::MemberNotFound);
                 };
                 m.peer_ur_ls = u.peer_ur_ls;
-                let mut list = t.members.clone();
-                list.sort_by_key(|m| m.id);
+                let list = cluster::sorted_members(&t);
                 self.stage_members(batch, t);
                 Ok(Response::Members(list))
             }

@@ -146,64 +146,25 @@ impl Server {
         self.raft.status.leader.load(Ordering::Acquire) == self.member_id
     }
 
-    /// A client of the leader's Lease service on its peer port: only the
-    /// leader's lessor knows deadlines, so other members forward
-    /// keep-alives and time-to-live requests there (as etcd does over its
-    /// peer port). The channel is kept while the leader stays the same.
-    async fn leader_lease_client(
-        &self,
-    ) -> Result<crate::proto::etcdserverpb::lease_client::LeaseClient<tonic::transport::Channel>>
-    {
-        let leader = self.raft.status.leader.load(Ordering::Acquire);
-        if leader == 0 {
-            return Err(Error::NoLeader);
-        }
-        if let Some((id, ch)) = self
-            .leader_channel
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            && id == leader
-        {
-            return Ok(crate::proto::etcdserverpb::lease_client::LeaseClient::new(
-                ch,
-            ));
-        }
-        let urls = self
-            .members
-            .get(leader)
-            .map(|m| m.client_ur_ls)
-            .unwrap_or_default();
-        for url in urls {
-            let Ok(ep) = tonic::transport::Endpoint::from_shared(url) else {
-                continue;
-            };
-            let ep = ep
-                .connect_timeout(Duration::from_secs(1))
-                .timeout(self.cfg.request_timeout())
-                .tcp_nodelay(true);
-            if let Ok(ch) = ep.connect().await {
-                *self
-                    .leader_channel
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some((leader, ch.clone()));
-                return Ok(crate::proto::etcdserverpb::lease_client::LeaseClient::new(
-                    ch,
-                ));
-            }
-        }
-        Err(Error::NoLeader)
-    }
-
+    /// The leader's channel dropped after a failed forward, and the error.
     fn forwarding_failed(&self, s: tonic::Status) -> Error {
-        *self
-            .leader_channel
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = None;
+        self.forget_leader_channel();
         match s.code() {
             tonic::Code::Unavailable | tonic::Code::Cancelled => Error::NoLeader,
             _ => Error::Internal(s.message().to_string()),
         }
+    }
+
+    /// A client of the leader's Lease service: only the leader's lessor
+    /// knows deadlines, so other members forward keep-alives and
+    /// time-to-live requests there.
+    async fn leader_lease_client(
+        &self,
+    ) -> Result<crate::proto::etcdserverpb::lease_client::LeaseClient<tonic::transport::Channel>>
+    {
+        Ok(crate::proto::etcdserverpb::lease_client::LeaseClient::new(
+            self.leader_channel().await?,
+        ))
     }
 
     async fn forward_renew(&self, id: i64) -> Result<i64> {
