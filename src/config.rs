@@ -14,8 +14,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::server::ServerConfig;
 use crate::version;
+
+mod server;
+pub use server::ServerConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {

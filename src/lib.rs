@@ -25,6 +25,7 @@ pub mod log;
 pub mod metrics;
 pub mod mvcc;
 pub mod peer;
+pub mod process;
 pub mod proto;
 pub mod raft;
 pub mod server;

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     };
     // Without C++ static destructors: the raft thread, the lease timer and
     // RocksDB's own threads may still be inside RocksDB.
-    oxcd::server::apply::exit_now(code)
+    oxcd::process::exit_now(code)
 }
 
 async fn run(cfg: config::Config) -> oxcd::Result<()> {

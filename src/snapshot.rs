@@ -23,7 +23,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::storage::{Cf, Db, meta_key};
+use crate::storage::{Cf, Checkpoint, Db, meta_key};
 
 /// Bytes per `SnapshotResponse` blob, as etcd sends them.
 pub const CHUNK: usize = 32 * 1024;
@@ -31,47 +31,20 @@ pub const CHUNK: usize = 32 * 1024;
 /// A tar block.
 const BLOCK: usize = 512;
 
-/// A checkpoint on disk, removed when dropped.
-pub struct Checkpoint {
-    dir: PathBuf,
-    files: Vec<(String, u64)>,
+/// The archive of a checkpoint: its files, as a tar in etcd's snapshot
+/// framing.
+pub trait Archive {
+    /// The archive's length.
+    fn archive_len(&self) -> u64;
+    /// Writes the archive to `out`.
+    fn write_archive(&self, out: &mut impl Write) -> Result<()>;
 }
 
-impl Checkpoint {
-    /// Takes a checkpoint of `db` into a fresh directory under `parent`.
-    pub fn take(db: &Db, parent: &Path) -> Result<Checkpoint> {
-        let dir = parent.join(format!(
-            "snapshot-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
-        let cp = rocksdb::checkpoint::Checkpoint::new(db.raw())?;
-        // Flushes the memtables first, so the checkpoint needs no WAL.
-        cp.create_checkpoint_with_log_size(&dir, 0)?;
-        let mut files = Vec::new();
-        for e in std::fs::read_dir(&dir).map_err(Error::internal)? {
-            let e = e.map_err(Error::internal)?;
-            let meta = e.metadata().map_err(Error::internal)?;
-            if meta.is_file() {
-                files.push((e.file_name().to_string_lossy().into_owned(), meta.len()));
-            }
-        }
-        files.sort();
-        Ok(Checkpoint { dir, files })
-    }
-
-    /// The checkpoint's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The archive's length: a header and padded content per file, and the
+impl Archive for Checkpoint {
+    /// A header and padded content per file, and the
     /// two zero blocks that end a tar archive.
-    pub fn archive_len(&self) -> u64 {
-        self.files
+    fn archive_len(&self) -> u64 {
+        self.files()
             .iter()
             .map(|(_, len)| BLOCK as u64 + padded(*len))
             .sum::<u64>()
@@ -79,12 +52,12 @@ impl Checkpoint {
     }
 
     /// Writes the archive to `out`.
-    pub fn write_archive(&self, out: &mut impl Write) -> Result<()> {
+    fn write_archive(&self, out: &mut impl Write) -> Result<()> {
         let mut buf = vec![0u8; CHUNK];
-        for (name, len) in &self.files {
+        for (name, len) in self.files() {
             out.write_all(&tar_header(&format!("db/{name}"), *len)?)
                 .map_err(Error::internal)?;
-            let mut f = File::open(self.dir.join(name)).map_err(Error::internal)?;
+            let mut f = File::open(self.dir().join(name)).map_err(Error::internal)?;
             let mut left = *len;
             while left > 0 {
                 let n = f.read(&mut buf).map_err(Error::internal)?;
@@ -99,12 +72,6 @@ impl Checkpoint {
             out.write_all(&vec![0; pad]).map_err(Error::internal)?;
         }
         out.write_all(&[0; 2 * BLOCK]).map_err(Error::internal)
-    }
-}
-
-impl Drop for Checkpoint {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -38,7 +38,7 @@ impl ClusterService {
     /// `--strict-reconfig-check`, adding and removing members (which
     /// members are connected).
     async fn leader_client(&self) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
-        Ok(ClusterClient::new(self.server.leader_channel().await?))
+        Ok(ClusterClient::new(self.server.leader().channel().await?))
     }
 
     /// Whether to send this request on to the leader: not when it already

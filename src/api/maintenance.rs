@@ -23,7 +23,8 @@ use crate::proto::etcdserverpb::{
     StatusRequest, StatusResponse,
 };
 use crate::server::{Server, alarm};
-use crate::{snapshot, version};
+use crate::snapshot::{self, Archive as _};
+use crate::version;
 
 pub struct MaintenanceService {
     server: Arc<Server>,

@@ -17,9 +17,6 @@ use crate::proto::etcdserverpb::Member;
 use crate::proto::oxcdpb::MemberTable;
 use crate::storage::{Cf, Db};
 
-/// Where the member table lives in the `meta` column family.
-pub const MEMBERS_KEY: &[u8] = b"members";
-
 /// The members of the cluster as of the applied index.
 #[derive(Default)]
 pub struct Members {
@@ -35,7 +32,7 @@ impl Members {
 
     /// The table stored in `db`, if any.
     pub fn load(db: &Db) -> Result<Option<MemberTable>> {
-        match db.get(Cf::Meta, MEMBERS_KEY)? {
+        match db.get(Cf::Meta, crate::storage::schema::MEMBERS)? {
             Some(b) => Ok(Some(
                 MemberTable::decode(b.as_slice()).map_err(Error::internal)?,
             )),

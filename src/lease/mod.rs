@@ -27,49 +27,6 @@ pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 /// tries again if the lease is still there (etcd: `expiredLeaseRetryInterval`).
 pub const EXPIRED_RETRY: Duration = Duration::from_secs(3);
 
-/// Prefixes of the `lease` column family.
-pub mod keys {
-    /// `L` + id (8 bytes BE) → granted TTL (8 BE) + remaining TTL (8 BE).
-    pub const LEASE: u8 = b'L';
-    /// `K` + id (8 bytes BE) + user key → empty: the key is attached.
-    pub const ATTACHED: u8 = b'K';
-
-    pub fn lease(id: i64) -> Vec<u8> {
-        let mut k = vec![LEASE];
-        k.extend_from_slice(&(id as u64).to_be_bytes());
-        k
-    }
-
-    pub fn attached_prefix(id: i64) -> Vec<u8> {
-        let mut k = vec![ATTACHED];
-        k.extend_from_slice(&(id as u64).to_be_bytes());
-        k
-    }
-
-    pub fn attached(id: i64, key: &[u8]) -> Vec<u8> {
-        let mut k = attached_prefix(id);
-        k.extend_from_slice(key);
-        k
-    }
-
-    pub fn encode_record(ttl: i64, remaining: i64) -> Vec<u8> {
-        let mut v = Vec::with_capacity(16);
-        v.extend_from_slice(&(ttl as u64).to_be_bytes());
-        v.extend_from_slice(&(remaining as u64).to_be_bytes());
-        v
-    }
-
-    pub fn decode_record(v: &[u8]) -> Option<(i64, i64)> {
-        let ttl = u64::from_be_bytes(v.get(..8)?.try_into().ok()?) as i64;
-        let remaining = u64::from_be_bytes(v.get(8..16)?.try_into().ok()?) as i64;
-        Some((ttl, remaining))
-    }
-
-    pub fn decode_id(k: &[u8]) -> Option<i64> {
-        Some(u64::from_be_bytes(k.get(1..9)?.try_into().ok()?) as i64)
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Lease {
     /// Granted TTL in seconds (after clamping to the minimum).

@@ -103,10 +103,16 @@ fn checkpoints_continue_after_a_grace_period_longer_than_the_interval() {
 
 #[test]
 fn records_round_trip() {
-    let v = keys::encode_record(60, 42);
-    assert_eq!(keys::decode_record(&v), Some((60, 42)));
-    assert_eq!(keys::decode_record(b"short"), None);
-    let k = keys::attached(5, b"key");
-    assert!(k.starts_with(&keys::attached_prefix(5)));
-    assert_eq!(keys::decode_id(&keys::lease(-2)), Some(-2));
+    let v = crate::storage::schema::lease::encode_record(60, 42);
+    assert_eq!(
+        crate::storage::schema::lease::decode_record(&v),
+        Some((60, 42))
+    );
+    assert_eq!(crate::storage::schema::lease::decode_record(b"short"), None);
+    let k = crate::storage::schema::lease::attached(5, b"key");
+    assert!(k.starts_with(&crate::storage::schema::lease::attached_prefix(5)));
+    assert_eq!(
+        crate::storage::schema::lease::decode_id(&crate::storage::schema::lease::lease(-2)),
+        Some(-2)
+    );
 }

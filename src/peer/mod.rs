@@ -38,6 +38,9 @@ use crate::proto::oxcdpb::peer_server::{Peer, PeerServer};
 use crate::proto::oxcdpb::{MembersRequest, MembersResponse, PeerAck, RaftBatch, SnapshotChunk};
 use crate::raft::{RaftHandle, RaftMsg};
 
+mod leader;
+pub use leader::LeaderClient;
+
 /// Messages queued per peer before new ones are dropped.
 const QUEUE: usize = 4096;
 /// Most messages and bytes in one batch.
@@ -326,7 +329,7 @@ async fn run_peer(t: Arc<Transport>, to: u64, mut rx: mpsc::Receiver<Message>) {
                     member_id = format!("{:x}", t.local),
                     "the member has been permanently removed from the cluster"
                 );
-                crate::server::apply::exit_now(0);
+                crate::process::exit_now(0);
             }
             tracing::debug!(to = format!("{to:x}"), error = %s.message(), "peer stream ended");
         }

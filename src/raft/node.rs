@@ -17,7 +17,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use raft::prelude::{ConfChange, ConfState, Entry, EntryType, Message, MessageType, Snapshot};
+use raft::prelude::{
+    ConfChange, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
+};
 use raft::{Config, RawNode, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 
@@ -96,6 +98,9 @@ pub struct NodeConfig {
     pub snapshot_count: u64,
     /// Entries kept behind the applied index when compacting.
     pub catchup_entries: u64,
+    /// The range `[min, max)` the election timeout is drawn from, in ticks;
+    /// `None`: raft's default, `[election_ticks, 2 * election_ticks)`.
+    pub election_range: Option<(usize, usize)>,
 }
 
 /// Handle for sending requests to the raft thread.
@@ -144,9 +149,95 @@ impl RaftHandle {
 /// configuration.
 pub type ApplyToRaft<'a> = &'a mut dyn FnMut(&ConfChange) -> Result<ConfState>;
 
+/// The raft log as the runner drives it: raft-rs's read side
+/// ([`raft::Storage`]) and the writes of the Ready loop. [`RaftStorage`]
+/// keeps it in RocksDB; the test harness keeps it in memory.
+pub trait LogStore: raft::Storage + Send + 'static {
+    /// What installing a snapshot writes on the log's side, handed to the
+    /// applier so that it goes to disk together with the new state.
+    type SnapshotWrites;
+    /// The stored hard state.
+    fn hard_state(&self) -> HardState;
+    /// The index of the first entry still in the log.
+    fn log_start(&self) -> u64;
+    /// Appends entries (replacing any conflicting suffix) and stores the
+    /// hard state: durable when it returns.
+    fn append(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<()>;
+    /// Records a new commit index (need not be durable).
+    fn set_commit(&mut self, commit: u64) -> Result<()>;
+    /// Removes entries up to and including `index` (already applied).
+    fn compact(&mut self, index: u64) -> Result<()>;
+    /// The configuration after an applied change.
+    fn set_conf_state(&mut self, cs: ConfState);
+    /// Voters and learners of the current configuration.
+    fn conf_members(&self) -> Vec<u64>;
+    /// A follower has the last snapshot made for it: it need not be kept.
+    fn release_snapshot(&mut self);
+    /// A received snapshot raft did not take: remove what it refers to.
+    fn discard_snapshot(&mut self, snap_data: &[u8]);
+    /// The log's side of installing `snap`.
+    fn snapshot_writes(&self, snap: &Snapshot) -> Result<Self::SnapshotWrites>;
+    /// Records in memory what the snapshot writes made durable.
+    fn restored(&mut self, snap: &Snapshot);
+}
+
+impl LogStore for RaftStorage {
+    type SnapshotWrites = rocksdb::WriteBatch;
+
+    fn hard_state(&self) -> HardState {
+        RaftStorage::hard_state(self).clone()
+    }
+
+    fn log_start(&self) -> u64 {
+        RaftStorage::first_index(self)
+    }
+
+    fn append(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<()> {
+        RaftStorage::append(self, entries, hs)
+    }
+
+    fn set_commit(&mut self, commit: u64) -> Result<()> {
+        RaftStorage::set_commit(self, commit)
+    }
+
+    fn compact(&mut self, index: u64) -> Result<()> {
+        RaftStorage::compact(self, index)
+    }
+
+    fn set_conf_state(&mut self, cs: ConfState) {
+        RaftStorage::set_conf_state(self, cs);
+    }
+
+    fn conf_members(&self) -> Vec<u64> {
+        RaftStorage::conf_members(self)
+    }
+
+    fn release_snapshot(&mut self) {
+        RaftStorage::release_snapshot(self);
+    }
+
+    fn discard_snapshot(&mut self, snap_data: &[u8]) {
+        // The data names the directory the snapshot's files were received in.
+        let path = String::from_utf8_lossy(snap_data).into_owned();
+        tracing::info!(dir = %path, "raft ignored a received snapshot");
+        let _ = std::fs::remove_dir_all(path);
+    }
+
+    fn snapshot_writes(&self, snap: &Snapshot) -> Result<rocksdb::WriteBatch> {
+        let mut wb = rocksdb::WriteBatch::default();
+        RaftStorage::snapshot_writes(self, &mut wb, snap)?;
+        Ok(wb)
+    }
+
+    fn restored(&mut self, snap: &Snapshot) {
+        RaftStorage::restored(self, snap);
+    }
+}
+
 /// Where committed entries go, in order. Called on the raft thread right
-/// after the entries are committed.
-pub trait ApplySink: Send {
+/// after the entries are committed. `W` is the log's side of a snapshot
+/// install ([`LogStore::SnapshotWrites`]).
+pub trait ApplySink<W = rocksdb::WriteBatch>: Send {
     /// Normal entries.
     fn apply(&mut self, entries: Vec<Entry>);
     /// A configuration change entry: validated against the member table,
@@ -155,8 +246,7 @@ pub trait ApplySink: Send {
     fn conf_change(&mut self, entry: &Entry, to_raft: ApplyToRaft<'_>) -> Option<ConfState>;
     /// Replaces the state with a snapshot received from the leader.
     /// `raft_writes` holds the raft log's side, to be written with it.
-    fn install_snapshot(&mut self, snap: &Snapshot, raft_writes: rocksdb::WriteBatch)
-    -> Result<()>;
+    fn install_snapshot(&mut self, snap: &Snapshot, raft_writes: W) -> Result<()>;
 }
 
 /// Callback for proposals raft refused (no leader known); receives the id.
@@ -173,60 +263,17 @@ pub fn spawn(
     transport: Arc<dyn Transport>,
     logger: slog::Logger,
 ) -> Result<(RaftHandle, thread::JoinHandle<()>)> {
-    let mut storage = storage;
-    // The applied index can run ahead of the stored commit index (the
-    // commit index is written without sync): anything applied was
-    // committed.
-    let hs_commit = storage.hard_state().commit;
-    if cfg.applied > hs_commit {
-        storage.set_commit(cfg.applied)?;
-    }
-    status.applied.store(cfg.applied, Ordering::Release);
-    let raft_cfg = Config {
-        id: cfg.id,
-        election_tick: cfg.election_ticks,
-        heartbeat_tick: cfg.heartbeat_ticks,
-        applied: cfg.applied,
-        max_size_per_msg: 1 << 20,
-        max_inflight_msgs: 256,
-        check_quorum: true,
-        pre_vote: true,
-        ..Default::default()
-    };
-    raft_cfg.validate().map_err(Error::internal)?;
-    let mut node = RawNode::new(&raft_cfg, storage, &logger).map_err(Error::internal)?;
-    let voters = node
-        .raft
-        .prs()
-        .conf()
-        .voters()
-        .ids()
-        .iter()
-        .collect::<Vec<_>>();
-    if voters == [cfg.id] {
-        // A single voter needs no election timeout to elect itself.
-        node.campaign().map_err(Error::internal)?;
-    }
-    let (tx, rx) = mpsc::channel();
-    let handle = RaftHandle {
-        tx,
-        status: status.clone(),
-    };
-    let mut runner = Runner {
-        node,
+    let mut runner = Runner::new(
         cfg,
-        status,
+        storage,
+        status.clone(),
         applier,
         on_dropped,
         transport,
-        reads: HashMap::new(),
-        // Not reused across restarts while a leader may still hold an
-        // older read of this member.
-        next_read: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0),
-    };
+        &logger,
+    )?;
+    let (tx, rx) = mpsc::channel();
+    let handle = RaftHandle { tx, status };
     let join = thread::Builder::new()
         .name("raft".into())
         .spawn(move || runner.run(rx))
@@ -234,11 +281,14 @@ pub fn spawn(
     Ok((handle, join))
 }
 
-struct Runner {
-    node: RawNode<RaftStorage>,
+/// The raft logic of one member: what to do with each request, each tick
+/// and each Ready. [`Runner::run`] drives it on the raft thread with the
+/// wall clock; the test harness drives it step by step.
+pub struct Runner<S: LogStore> {
+    node: RawNode<S>,
     cfg: NodeConfig,
     status: Arc<RaftStatus>,
-    applier: Box<dyn ApplySink>,
+    applier: Box<dyn ApplySink<S::SnapshotWrites>>,
     on_dropped: OnDropped,
     transport: Arc<dyn Transport>,
     /// Pending read-index requests by context.
@@ -246,12 +296,77 @@ struct Runner {
     next_read: u64,
 }
 
-impl Runner {
-    fn run(&mut self, rx: mpsc::Receiver<RaftMsg>) {
+impl<S: LogStore> Runner<S> {
+    /// A member resuming from `storage`, whose state machine has applied
+    /// up to `cfg.applied`.
+    pub fn new(
+        cfg: NodeConfig,
+        mut storage: S,
+        status: Arc<RaftStatus>,
+        applier: Box<dyn ApplySink<S::SnapshotWrites>>,
+        on_dropped: OnDropped,
+        transport: Arc<dyn Transport>,
+        logger: &slog::Logger,
+    ) -> Result<Runner<S>> {
+        // The applied index can run ahead of the stored commit index (the
+        // commit index is written without sync): anything applied was
+        // committed.
+        if cfg.applied > storage.hard_state().commit {
+            storage.set_commit(cfg.applied)?;
+        }
+        status.applied.store(cfg.applied, Ordering::Release);
+        let (min_election_tick, max_election_tick) = cfg.election_range.unwrap_or((0, 0));
+        let raft_cfg = Config {
+            id: cfg.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            min_election_tick,
+            max_election_tick,
+            applied: cfg.applied,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        raft_cfg.validate().map_err(Error::internal)?;
+        let mut node = RawNode::new(&raft_cfg, storage, logger).map_err(Error::internal)?;
+        let voters = node
+            .raft
+            .prs()
+            .conf()
+            .voters()
+            .ids()
+            .iter()
+            .collect::<Vec<_>>();
+        if voters == [cfg.id] {
+            // A single voter needs no election timeout to elect itself.
+            node.campaign().map_err(Error::internal)?;
+        }
+        Ok(Runner {
+            node,
+            cfg,
+            status,
+            applier,
+            on_dropped,
+            transport,
+            reads: HashMap::new(),
+            // Not reused across restarts while a leader may still hold an
+            // older read of this member.
+            next_read: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+        })
+    }
+
+    /// The raft thread's loop: requests as they come, a tick every
+    /// `cfg.tick`, a Ready after each round. Ends when every handle is gone.
+    pub fn run(&mut self, rx: mpsc::Receiver<RaftMsg>) {
         let mut last_tick = Instant::now();
         // The initial campaign may already have produced a Ready.
         if let Err(e) = self.on_ready() {
-            crate::server::apply::fatal("raft storage", &e);
+            crate::process::fatal("raft storage", &e);
         }
         loop {
             let wait = self.cfg.tick.saturating_sub(last_tick.elapsed());
@@ -267,7 +382,7 @@ impl Runner {
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
             if last_tick.elapsed() >= self.cfg.tick {
-                self.node.tick();
+                self.tick();
                 // A fixed period, not one that drifts by each late wake-up
                 // (unless a stall left it more than a tick behind).
                 last_tick += self.cfg.tick;
@@ -276,12 +391,30 @@ impl Runner {
                 }
             }
             if let Err(e) = self.on_ready() {
-                crate::server::apply::fatal("raft storage", &e);
+                crate::process::fatal("raft storage", &e);
             }
         }
     }
 
-    fn handle(&mut self, msg: RaftMsg) {
+    /// One tick of raft's logical clock.
+    pub fn tick(&mut self) {
+        self.node.tick();
+    }
+
+    /// The raft node, for what the harness inspects.
+    #[cfg(test)]
+    pub(crate) fn node(&self) -> &RawNode<S> {
+        &self.node
+    }
+
+    /// The raft node, for the harness's planted faults.
+    #[cfg(test)]
+    pub(crate) fn node_mut(&mut self) -> &mut RawNode<S> {
+        &mut self.node
+    }
+
+    /// Handles one request.
+    pub fn handle(&mut self, msg: RaftMsg) {
         match msg {
             RaftMsg::Propose { id, data } => {
                 if self.node.propose(vec![], data).is_err() {
@@ -327,9 +460,7 @@ impl Runner {
                         .as_ref()
                         .is_some_and(|s| s.get_data() == dir.as_slice());
                     if !taken {
-                        let path = String::from_utf8_lossy(&dir).into_owned();
-                        tracing::info!(dir = %path, "raft ignored a received snapshot");
-                        let _ = std::fs::remove_dir_all(path);
+                        self.node.mut_store().discard_snapshot(&dir);
                     }
                 }
             }
@@ -371,7 +502,9 @@ impl Runner {
         }
     }
 
-    fn on_ready(&mut self) -> Result<()> {
+    /// Processes raft's Ready, if it has one: messages, snapshot, reads,
+    /// committed entries, the durable append, then the LightReady.
+    pub fn on_ready(&mut self) -> Result<()> {
         if !self.node.has_ready() {
             self.maybe_compact_log()?;
             return Ok(());
@@ -397,9 +530,8 @@ impl Runner {
         self.send_messages(ready.take_messages());
         if !ready.snapshot().is_empty() {
             let snap = ready.snapshot().clone();
-            let mut wb = rocksdb::WriteBatch::default();
-            self.node.mut_store().snapshot_writes(&mut wb, &snap)?;
-            self.applier.install_snapshot(&snap, wb)?;
+            let writes = self.node.store().snapshot_writes(&snap)?;
+            self.applier.install_snapshot(&snap, writes)?;
             self.node.mut_store().restored(&snap);
             self.status
                 .applied
@@ -413,7 +545,7 @@ impl Runner {
         for rs in ready.take_read_states() {
             self.answer_read(&rs.request_ctx, rs.index);
         }
-        self.send_committed(ready.take_committed_entries());
+        self.send_committed(ready.take_committed_entries())?;
         if !ready.entries().is_empty() || ready.hs().is_some() {
             self.node.mut_store().append(ready.entries(), ready.hs())?;
         }
@@ -423,7 +555,7 @@ impl Runner {
             self.node.mut_store().set_commit(commit)?;
         }
         self.send_messages(light.take_messages());
-        self.send_committed(light.take_committed_entries());
+        self.send_committed(light.take_committed_entries())?;
         self.node.advance_apply();
         self.status
             .term
@@ -457,16 +589,16 @@ impl Runner {
 
     /// Hands committed entries to the applier; configuration changes are
     /// applied one by one between the runs of normal entries around them.
-    fn send_committed(&mut self, entries: Vec<Entry>) {
+    fn send_committed(&mut self, entries: Vec<Entry>) -> Result<()> {
         if entries.is_empty() {
-            return;
+            return Ok(());
         }
         if !entries
             .iter()
             .any(|e| e.get_entry_type() != EntryType::EntryNormal)
         {
             self.applier.apply(entries);
-            return;
+            return Ok(());
         }
         let mut run = Vec::new();
         for e in entries {
@@ -482,10 +614,9 @@ impl Runner {
                 // A member that joined must start from a snapshot, which
                 // carries the configuration; log entries without it would
                 // make it believe it is alone.
-                crate::server::apply::fatal(
-                    "raft",
-                    &"configuration change without a configuration (a joining member was sent log entries instead of a snapshot)",
-                );
+                return Err(Error::internal(
+                    "configuration change without a configuration (a joining member was sent log entries instead of a snapshot)",
+                ));
             }
             let node = &mut self.node;
             let mut to_raft = |cc: &ConfChange| node.apply_conf_change(cc).map_err(Error::internal);
@@ -502,6 +633,7 @@ impl Runner {
         if !run.is_empty() {
             self.applier.apply(run);
         }
+        Ok(())
     }
 
     /// Drops applied log entries once `snapshot_count` of them accumulate,
@@ -514,12 +646,12 @@ impl Runner {
             self.reads.retain(|_, r| !r.is_closed());
         }
         let applied = self.status.applied.load(Ordering::Acquire);
-        let store = self.node.store();
-        if applied.saturating_sub(store.first_index()) < self.cfg.snapshot_count {
+        let start = self.node.store().log_start();
+        if applied.saturating_sub(start) < self.cfg.snapshot_count {
             return Ok(());
         }
         let upto = applied.saturating_sub(self.cfg.catchup_entries);
-        if upto >= store.first_index() {
+        if upto >= start {
             self.node.mut_store().compact(upto)?;
             tracing::debug!(compact_index = upto, "compacted raft log");
         }

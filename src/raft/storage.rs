@@ -15,13 +15,10 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use rocksdb::WriteBatch;
 
 use crate::error::{Error, Result};
-use crate::snapshot::Checkpoint;
+use crate::storage::Checkpoint;
 use crate::storage::{Cf, Db, meta_key};
 
-const HARD_STATE: &[u8] = b"hard_state";
-pub const CONF_STATE: &[u8] = b"conf_state";
-/// Index and term of the last entry removed from the log (or 0, 0).
-const TRUNCATED: &[u8] = b"truncated";
+use crate::storage::schema::raft_meta::{CONF_STATE, HARD_STATE, TRUNCATED};
 
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()

@@ -19,31 +19,12 @@ use crate::proto::etcdserverpb::request_op::Request as Op;
 use crate::proto::etcdserverpb::{AlarmMember, AlarmType, PutRequest, TxnRequest};
 use crate::storage::{Cf, Db};
 
-/// Where alarms live in the `meta` CF: this prefix, the member id (8 bytes
-/// big-endian), the alarm type (4 bytes big-endian).
-pub const KEY_PREFIX: &[u8] = b"alarm/";
-
 /// Bytes a put costs against the quota beyond its key and value.
 const KV_OVERHEAD: usize = 256;
 /// Bytes a lease grant costs against the quota.
 pub const LEASE_OVERHEAD: usize = 64;
 
-pub fn key(member: u64, alarm: i32) -> Vec<u8> {
-    let mut k = KEY_PREFIX.to_vec();
-    k.extend_from_slice(&member.to_be_bytes());
-    k.extend_from_slice(&alarm.to_be_bytes());
-    k
-}
-
-fn parse_key(k: &[u8]) -> Option<(u64, i32)> {
-    let rest = k.strip_prefix(KEY_PREFIX)?;
-    if rest.len() != 12 {
-        return None;
-    }
-    let member = u64::from_be_bytes(rest[..8].try_into().ok()?);
-    let alarm = i32::from_be_bytes(rest[8..].try_into().ok()?);
-    Some((member, alarm))
-}
+use crate::storage::schema::alarm::parse_key;
 
 /// The active alarms.
 #[derive(Default)]
@@ -58,7 +39,7 @@ impl AlarmSet {
     pub fn load(db: &Db) -> Result<AlarmSet> {
         let set = AlarmSet::default();
         let mut it = db.raw().raw_iterator_cf(db.cf(Cf::Meta));
-        it.seek(KEY_PREFIX);
+        it.seek(crate::storage::schema::alarm::KEY_PREFIX);
         while let Some((k, _)) = it.item() {
             let Some(entry) = parse_key(k) else { break };
             set.lock().insert(entry);
@@ -157,7 +138,10 @@ mod tests {
 
     #[test]
     fn keys_round_trip_and_sets_track_types() {
-        assert_eq!(parse_key(&key(7, 2)), Some((7, 2)));
+        assert_eq!(
+            parse_key(&crate::storage::schema::alarm::key(7, 2)),
+            Some((7, 2))
+        );
         assert_eq!(parse_key(b"alarm/short"), None);
         let s = AlarmSet::default();
         assert!(s.activate(1, AlarmType::Nospace as i32));

@@ -39,6 +39,7 @@ use crate::mvcc::KeyRange;
 use crate::mvcc::compact::Compactor;
 use crate::mvcc::watch::WatchHub;
 use crate::mvcc::{Batch, Store};
+use crate::process::fatal;
 use crate::proto::etcdserverpb::Member;
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::{
@@ -70,25 +71,6 @@ pub enum Response {
 }
 
 pub type ApplyResult = Result<Response>;
-
-/// Stops the process after a failure that leaves the state unknown. The
-/// raft log is the source of truth, so a restart recovers.
-pub fn fatal(what: &str, err: &dyn std::fmt::Display) -> ! {
-    tracing::error!(error = %err, "{what}");
-    eprintln!("oxcd: fatal: {what}: {err}");
-    exit_now(1)
-}
-
-/// Ends the process at once, without C++ static destructors: other threads
-/// may still be inside RocksDB, and destroying its statics under them
-/// aborts the process. Every acknowledged write is already fsynced.
-pub fn exit_now(code: i32) -> ! {
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    // SAFETY: `_exit` only ends the process; no Rust state is used after.
-    unsafe { libc::_exit(code) }
-}
 
 /// State owned by the applier thread.
 pub struct Applier {
@@ -156,7 +138,7 @@ impl Applier {
         let db = self.store.db().clone();
         batch.meta_put(
             &db,
-            cluster::MEMBERS_KEY.to_vec(),
+            crate::storage::schema::MEMBERS.to_vec(),
             cluster::encode_table(&table),
         );
         self.pending_members = Some(table);
@@ -229,9 +211,12 @@ impl Applier {
                 Ok(cs) => {
                     let db = self.store.db().clone();
                     match cs.write_to_bytes() {
-                        Ok(b) => {
-                            batch.raw_put(&db, Cf::RaftMeta, crate::raft::storage::CONF_STATE, &b)
-                        }
+                        Ok(b) => batch.raw_put(
+                            &db,
+                            Cf::RaftMeta,
+                            crate::storage::schema::raft_meta::CONF_STATE,
+                            &b,
+                        ),
                         Err(err) => fatal("encoding the raft configuration", &err),
                     }
                     let list = cluster::sorted_members(&table);
@@ -275,10 +260,7 @@ impl Applier {
             // etcd: a removed member stops (after answering the request
             // that removed it, if it came through this member).
             tracing::warn!("the member has been permanently removed from the cluster");
-            std::thread::spawn(|| {
-                std::thread::sleep(std::time::Duration::from_millis(500));
-                exit_now(0);
-            });
+            crate::process::exit_after(std::time::Duration::from_millis(500), 0);
         }
         new_cs
     }
@@ -397,10 +379,17 @@ impl Applier {
         let db = self.store.db().clone();
         for ch in batch.take_lease_changes() {
             if ch.old != 0 {
-                batch.aux_delete(&db, lease::keys::attached(ch.old, &ch.key));
+                batch.aux_delete(
+                    &db,
+                    crate::storage::schema::lease::attached(ch.old, &ch.key),
+                );
             }
             if ch.new != 0 {
-                batch.aux_put(&db, lease::keys::attached(ch.new, &ch.key), Vec::new());
+                batch.aux_put(
+                    &db,
+                    crate::storage::schema::lease::attached(ch.new, &ch.key),
+                    Vec::new(),
+                );
             }
         }
     }
@@ -480,8 +469,8 @@ impl Applier {
                 let ttl = lease::lock(&self.lessor).grant(g.id, g.ttl, Instant::now())?;
                 batch.aux_put(
                     &db,
-                    lease::keys::lease(g.id),
-                    lease::keys::encode_record(ttl, 0),
+                    crate::storage::schema::lease::lease(g.id),
+                    crate::storage::schema::lease::encode_record(ttl, 0),
                 );
                 Ok(Response::LeaseGrant(LeaseGrantResponse {
                     header: Self::header(batch),
@@ -495,7 +484,7 @@ impl Applier {
                     return Err(Error::LeaseNotFound);
                 }
                 // Every attached key goes in one revision, in key order.
-                let prefix = lease::keys::attached_prefix(r.id);
+                let prefix = crate::storage::schema::lease::attached_prefix(r.id);
                 let attached = batch.aux_scan(&db, &prefix)?;
                 let mut t = batch.txn(&db);
                 for (k, _) in &attached {
@@ -506,7 +495,7 @@ impl Applier {
                 for (k, _) in attached {
                     batch.aux_delete(&db, k);
                 }
-                batch.aux_delete(&db, lease::keys::lease(r.id));
+                batch.aux_delete(&db, crate::storage::schema::lease::lease(r.id));
                 lease::lock(&self.lessor).revoke(r.id)?;
                 Ok(Response::LeaseRevoke(LeaseRevokeResponse {
                     header: Self::header(batch),
@@ -519,8 +508,8 @@ impl Applier {
                     if let Some((ttl, remaining)) = lessor.record(cp.id) {
                         batch.aux_put(
                             &db,
-                            lease::keys::lease(cp.id),
-                            lease::keys::encode_record(ttl, remaining),
+                            crate::storage::schema::lease::lease(cp.id),
+                            crate::storage::schema::lease::encode_record(ttl, remaining),
                         );
                     }
                 }
@@ -531,7 +520,11 @@ impl Applier {
                     Ok(AlarmAction::Activate) => {
                         let added = self.alarms.activate(a.member_id, a.alarm);
                         if added {
-                            batch.meta_put(&db, alarm::key(a.member_id, a.alarm), Vec::new());
+                            batch.meta_put(
+                                &db,
+                                crate::storage::schema::alarm::key(a.member_id, a.alarm),
+                                Vec::new(),
+                            );
                             tracing::warn!(
                                 member_id = format!("{:x}", a.member_id),
                                 alarm = a.alarm,
@@ -543,7 +536,10 @@ impl Applier {
                     Ok(AlarmAction::Deactivate) => {
                         let removed = self.alarms.deactivate(a.member_id, a.alarm);
                         if removed {
-                            batch.meta_delete(&db, alarm::key(a.member_id, a.alarm));
+                            batch.meta_delete(
+                                &db,
+                                crate::storage::schema::alarm::key(a.member_id, a.alarm),
+                            );
                             tracing::warn!(
                                 member_id = format!("{:x}", a.member_id),
                                 alarm = a.alarm,

@@ -41,14 +41,15 @@ pub fn min_ttl(heartbeat: Duration, election: Duration) -> i64 {
 /// Loads the lease table written by earlier applies.
 pub fn load(db: &crate::storage::Db, lessor: &mut Lessor) -> Result<()> {
     let mut it = db.raw().raw_iterator_cf(db.cf(Cf::Lease));
-    it.seek([lease::keys::LEASE]);
+    it.seek([crate::storage::schema::lease::LEASE]);
     while let Some((k, v)) = it.item() {
-        if k.first() != Some(&lease::keys::LEASE) {
+        if k.first() != Some(&crate::storage::schema::lease::LEASE) {
             break;
         }
-        let id = lease::keys::decode_id(k).ok_or_else(|| Error::internal("corrupt lease key"))?;
-        let (ttl, remaining) =
-            lease::keys::decode_record(v).ok_or_else(|| Error::internal("corrupt lease record"))?;
+        let id = crate::storage::schema::lease::decode_id(k)
+            .ok_or_else(|| Error::internal("corrupt lease key"))?;
+        let (ttl, remaining) = crate::storage::schema::lease::decode_record(v)
+            .ok_or_else(|| Error::internal("corrupt lease record"))?;
         lessor.load(id, ttl, remaining);
         it.next();
     }
@@ -146,40 +147,10 @@ impl Server {
         self.raft.status.leader.load(Ordering::Acquire) == self.member_id
     }
 
-    /// The leader's channel dropped after a failed forward, and the error.
-    fn forwarding_failed(&self, s: tonic::Status) -> Error {
-        self.forget_leader_channel();
-        match s.code() {
-            tonic::Code::Unavailable | tonic::Code::Cancelled => Error::NoLeader,
-            _ => Error::Internal(s.message().to_string()),
-        }
-    }
-
-    /// A client of the leader's Lease service: only the leader's lessor
-    /// knows deadlines, so other members forward keep-alives and
-    /// time-to-live requests there.
-    async fn leader_lease_client(
-        &self,
-    ) -> Result<crate::proto::etcdserverpb::lease_client::LeaseClient<tonic::transport::Channel>>
-    {
-        Ok(crate::proto::etcdserverpb::lease_client::LeaseClient::new(
-            self.leader_channel().await?,
-        ))
-    }
-
+    /// Renews a lease on the leader: only the leader's lessor knows
+    /// deadlines, so other members forward keep-alives there.
     async fn forward_renew(&self, id: i64) -> Result<i64> {
-        let mut client = self.leader_lease_client().await?;
-        let req = crate::proto::etcdserverpb::LeaseKeepAliveRequest { id };
-        let mut stream = client
-            .lease_keep_alive(tokio_stream::once(req))
-            .await
-            .map_err(|s| self.forwarding_failed(s))?
-            .into_inner();
-        match stream.message().await {
-            Ok(Some(r)) if r.ttl > 0 => Ok(r.ttl),
-            Ok(_) => Err(Error::LeaseNotFound),
-            Err(s) => Err(self.forwarding_failed(s)),
-        }
+        self.leader.lease_renew(id).await
     }
 
     /// LeaseTimeToLive, answered by the leader (forwarded there from
@@ -190,14 +161,7 @@ impl Server {
     ) -> Result<LeaseTimeToLiveResponse> {
         self.sync_lease_role();
         if self.has_leader() && !self.is_leader() {
-            let mut client = self.leader_lease_client().await?;
-            let mut resp = client
-                .lease_time_to_live(*r)
-                .await
-                .map_err(|s| self.forwarding_failed(s))?
-                .into_inner();
-            resp.header = None;
-            return Ok(resp);
+            return self.leader.lease_time_to_live(r).await;
         }
         self.local_time_to_live(r)
     }
@@ -216,7 +180,7 @@ impl Server {
         let mut keys = Vec::new();
         if r.keys {
             let db = self.store.db();
-            let prefix = lease::keys::attached_prefix(r.id);
+            let prefix = crate::storage::schema::lease::attached_prefix(r.id);
             let mut it = db.raw().raw_iterator_cf(db.cf(Cf::Lease));
             it.seek(&prefix);
             while let Some(k) = it.key() {

@@ -263,52 +263,15 @@ impl Server {
             .await
     }
 
-    /// A channel to the leader's peer port, kept while the leader stays the
-    /// same, for the requests other members forward to it.
-    pub async fn leader_channel(&self) -> Result<tonic::transport::Channel> {
-        let leader = self.raft.status.leader.load(Ordering::Acquire);
-        if leader == 0 || leader == self.member_id {
-            return Err(Error::NoLeader);
-        }
-        if let Some((id, ch)) = self.cached_leader_channel()
-            && id == leader
-        {
-            return Ok(ch);
-        }
-        let urls = self.members.peer_urls(leader);
-        let ch = crate::peer::connect_any(&urls, Some(self.cfg.request_timeout()))
-            .await
-            .map_err(|_| Error::NoLeader)?;
-        *self.leader_channel_slot() = Some((leader, ch.clone()));
-        Ok(ch)
+    /// The client of the leader's peer port, for the requests other
+    /// members forward to it.
+    pub fn leader(&self) -> &crate::peer::LeaderClient {
+        &self.leader
     }
 
-    /// Drops the kept channel (after a request on it failed).
-    pub fn forget_leader_channel(&self) {
-        *self.leader_channel_slot() = None;
-    }
-
-    fn cached_leader_channel(&self) -> Option<(u64, tonic::transport::Channel)> {
-        self.leader_channel_slot().clone()
-    }
-
-    fn leader_channel_slot(
-        &self,
-    ) -> std::sync::MutexGuard<'_, Option<(u64, tonic::transport::Channel)>> {
-        self.leader_channel
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The leader's peer URLs, for forwarding requests only the leader
-    /// answers (its peer port also serves the Lease and Cluster services,
-    /// as etcd's peer port serves lease and promotion requests).
+    /// The leader's peer URLs, when another member leads.
     pub fn leader_peer_urls(&self) -> Option<Vec<String>> {
-        let leader = self.raft.status.leader.load(Ordering::Acquire);
-        if leader == 0 || leader == self.member_id {
-            return None;
-        }
-        self.members.get(leader).map(|m| m.peer_ur_ls)
+        self.leader.leader_peer_urls()
     }
 
     /// Maintenance.MoveLeader: hands leadership to `target` and waits until

@@ -19,7 +19,6 @@ pub mod read;
 pub mod txn;
 pub mod wait;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,6 +27,7 @@ use prost::Message as _;
 use tokio::sync::watch;
 
 use crate::cluster::{self, Members};
+use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::lease::{Lessor, SharedLessor};
 use crate::log::raft_logger;
@@ -51,41 +51,6 @@ const MAX_APPLY_LAG: u64 = 5000;
 /// etcd's backend quota when `--quota-backend-bytes` is 0
 /// (`DefaultQuotaBytes`, 2 GiB).
 pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
-
-/// What the server needs from the configuration.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub name: String,
-    pub data_dir: PathBuf,
-    pub initial_advertise_peer_urls: Vec<String>,
-    pub initial_cluster_token: String,
-    /// `--initial-cluster` as (name, peer URL) pairs.
-    pub initial_cluster: Vec<(String, String)>,
-    /// `--initial-cluster-state existing`.
-    pub join_existing: bool,
-    pub strict_reconfig_check: bool,
-    pub max_learners: u64,
-    pub heartbeat: Duration,
-    pub election_timeout: Duration,
-    pub snapshot_count: u64,
-    pub snapshot_catchup_entries: u64,
-    pub max_request_bytes: usize,
-    pub max_txn_ops: usize,
-    pub watch_progress_notify_interval: Duration,
-    /// How often the leader checkpoints remaining lease TTLs.
-    pub lease_checkpoint_interval: Duration,
-    /// `--quota-backend-bytes` (0: etcd's default).
-    pub quota_backend_bytes: i64,
-    /// `--advertise-client-urls`, for the member list.
-    pub advertise_client_urls: Vec<String>,
-}
-
-impl ServerConfig {
-    /// How long a proposal or read barrier may take (etcd: `ReqTimeout`).
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(5) + 2 * self.election_timeout
-    }
-}
 
 /// A copy of raft's state (see [`Server::raft_state`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,9 +78,8 @@ pub struct Server {
     alarms: Arc<alarm::AlarmSet>,
     members: Arc<Members>,
     transport: Arc<crate::peer::Transport>,
-    /// A channel to the leader's client URL (and the leader's id), for
-    /// requests only the leader answers.
-    leader_channel: std::sync::Mutex<Option<(u64, tonic::transport::Channel)>>,
+    /// Forwarding to the leader's peer port.
+    leader: crate::peer::LeaderClient,
     /// The backend's size as last measured, and when (milliseconds since
     /// `started`), for the quota check.
     backend_size: AtomicU64,
@@ -178,6 +142,7 @@ impl Server {
             applied,
             snapshot_count: cfg.snapshot_count,
             catchup_entries: cfg.snapshot_catchup_entries,
+            election_range: None,
         };
         let dropped_wait = wait.clone();
         let on_dropped = Box::new(move |id| dropped_wait.trigger(id, Err(Error::ProposalDropped)));
@@ -218,6 +183,12 @@ impl Server {
         transport.set_raft(raft.clone());
         let read =
             read::ReadBarrier::spawn(raft.clone(), applied_rx.clone(), cfg.request_timeout());
+        let leader = crate::peer::LeaderClient::new(
+            member_id,
+            members.clone(),
+            raft.status.clone(),
+            cfg.request_timeout(),
+        );
         let server = Arc::new(Server {
             ids: IdGenerator::new(member_id),
             cfg,
@@ -234,7 +205,7 @@ impl Server {
             alarms,
             members,
             transport,
-            leader_channel: std::sync::Mutex::new(None),
+            leader,
             backend_size: AtomicU64::new(0),
             backend_size_at: AtomicU64::new(u64::MAX),
             started: std::time::Instant::now(),
@@ -401,8 +372,8 @@ impl Server {
     /// A checkpoint of the database for a snapshot, in the member
     /// directory (removed when dropped, or at the next start after a
     /// crash).
-    pub fn checkpoint(&self) -> Result<crate::snapshot::Checkpoint> {
-        crate::snapshot::Checkpoint::take(self.store.db(), &self.cfg.data_dir.join("member"))
+    pub fn checkpoint(&self) -> Result<crate::storage::Checkpoint> {
+        crate::storage::Checkpoint::take(self.store.db(), &self.cfg.data_dir.join("member"))
     }
 
     /// HashKV: a CRC-32C over the key-value history at `rev` (0 = current)
@@ -750,7 +721,7 @@ async fn open_or_bootstrap(db: &Arc<Db>, cfg: &ServerConfig) -> Result<(u64, u64
             let mut wb = rocksdb::WriteBatch::default();
             wb.put_cf(
                 db.cf(Cf::Meta),
-                cluster::MEMBERS_KEY,
+                crate::storage::schema::MEMBERS,
                 cluster::encode_table(&table),
             );
             db.write_synced(wb)?;
@@ -809,7 +780,7 @@ async fn open_or_bootstrap(db: &Arc<Db>, cfg: &ServerConfig) -> Result<(u64, u64
         );
         wb.put_cf(
             db.cf(Cf::Meta),
-            cluster::MEMBERS_KEY,
+            crate::storage::schema::MEMBERS,
             cluster::encode_table(&table),
         );
         db.write_synced(wb)?;
@@ -854,7 +825,11 @@ async fn open_or_bootstrap(db: &Arc<Db>, cfg: &ServerConfig) -> Result<(u64, u64
     let meta = db.cf(Cf::Meta);
     wb.put_cf(meta, meta_key::MEMBER_ID, member_id.to_be_bytes());
     wb.put_cf(meta, meta_key::CLUSTER_ID, cluster_id.to_be_bytes());
-    wb.put_cf(meta, cluster::MEMBERS_KEY, cluster::encode_table(&table));
+    wb.put_cf(
+        meta,
+        crate::storage::schema::MEMBERS,
+        cluster::encode_table(&table),
+    );
     wb.put_cf(meta, meta_key::APPLIED_INDEX, 1u64.to_be_bytes());
     wb.put_cf(meta, meta_key::APPLIED_TERM, 1u64.to_be_bytes());
     db.write_synced(wb)?;

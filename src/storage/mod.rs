@@ -1,15 +1,6 @@
 //! RocksDB: one database per member holding the raft log and the state.
 //!
-//! Column families (see docs/ARCHITECTURE.md, "Storage layout"):
-//!
-//! | CF          | key                              | value                          |
-//! |-------------|----------------------------------|--------------------------------|
-//! | `raft_log`  | log index, u64 big-endian        | encoded raft `Entry`           |
-//! | `raft_meta` | fixed names                      | hard state, conf state, ...    |
-//! | `kv`        | escaped user key + inverted rev  | one version of a key           |
-//! | `rev`       | revision (main, sub) big-endian  | event kind + user key          |
-//! | `meta`      | fixed names                      | applied index, revisions, ids  |
-//! | `lease`     | `L` + id / `K` + id + user key   | lease TTLs / attached keys     |
+//! Column families and keys: [`schema`].
 //!
 //! All column families share RocksDB's write-ahead log, so one write batch
 //! is atomic across them and a crash recovers a prefix of the writes in the
@@ -31,58 +22,11 @@ use crate::error::{Error, Result};
 
 pub use rocksdb::DB;
 
-/// The column families, in one place so no name is spelled twice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cf {
-    RaftLog,
-    RaftMeta,
-    Kv,
-    Rev,
-    Meta,
-    Lease,
-}
+pub mod checkpoint;
+pub mod schema;
 
-impl Cf {
-    pub const ALL: [Cf; 6] = [
-        Cf::RaftLog,
-        Cf::RaftMeta,
-        Cf::Kv,
-        Cf::Rev,
-        Cf::Meta,
-        Cf::Lease,
-    ];
-
-    /// The column families of the state machine (not the raft log).
-    pub const STATE: [Cf; 4] = [Cf::Kv, Cf::Rev, Cf::Meta, Cf::Lease];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Cf::RaftLog => "raft_log",
-            Cf::RaftMeta => "raft_meta",
-            Cf::Kv => "kv",
-            Cf::Rev => "rev",
-            Cf::Meta => "meta",
-            Cf::Lease => "lease",
-        }
-    }
-}
-
-/// Names of the fixed keys in the `meta` column family.
-pub mod meta_key {
-    /// Index of the last raft entry whose effects are in the state CFs.
-    pub const APPLIED_INDEX: &[u8] = b"applied_index";
-    /// Term of that entry.
-    pub const APPLIED_TERM: &[u8] = b"applied_term";
-    /// The MVCC store's current revision.
-    pub const CURRENT_REV: &[u8] = b"current_rev";
-    /// The revision of the last compaction applied (logical).
-    pub const COMPACT_REV: &[u8] = b"compact_rev";
-    /// The revision up to which old versions have been physically removed.
-    pub const COMPACT_FINISHED_REV: &[u8] = b"compact_finished_rev";
-    /// This member's id and the cluster id, fixed at first start.
-    pub const MEMBER_ID: &[u8] = b"member_id";
-    pub const CLUSTER_ID: &[u8] = b"cluster_id";
-}
+pub use checkpoint::Checkpoint;
+pub use schema::{Cf, meta_key};
 
 /// Length of the revision suffix of a `kv` key (`mvcc::key::REV_LEN`).
 const KV_REV_LEN: usize = 8;

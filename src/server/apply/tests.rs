@@ -452,7 +452,7 @@ async fn membership_changes_are_validated_like_etcd_and_persisted_with_the_entry
     assert!(table.members.is_empty());
     assert_eq!(table.removed, vec![5]);
     assert!(
-        db.get(Cf::RaftMeta, crate::raft::storage::CONF_STATE)
+        db.get(Cf::RaftMeta, crate::storage::schema::raft_meta::CONF_STATE)
             .unwrap()
             .is_some()
     );
