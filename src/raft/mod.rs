@@ -5,6 +5,8 @@
 //! takes the same path: proposed, appended and fsynced, committed, applied.
 //! This module treats entries as opaque bytes; `server` gives them meaning.
 
+#[cfg(test)]
+mod harness;
 pub mod node;
 pub mod storage;
 
