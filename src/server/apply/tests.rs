@@ -9,7 +9,11 @@ use super::*;
 use crate::mvcc::KvRead as _;
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::{CompactionRequest, PutRequest, RangeRequest};
+use crate::proto::oxcdpb::ConfChangeContext;
+use crate::server::txn;
 use crate::storage::{Cf, Db, meta_key};
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeType};
 
 fn entry(index: u64, id: u64, request: Request) -> Entry {
     Entry {
@@ -125,6 +129,62 @@ async fn batch_results_reach_their_waiters_and_errors_change_nothing() {
     assert_eq!(*f.applied.borrow(), 5);
     assert_eq!(f.store.current_rev(), 4);
     assert_eq!(value(&f.store, "a"), Some((Bytes::from_static(b"2"), 2)));
+}
+
+#[tokio::test]
+async fn entries_this_version_cannot_read_are_refused_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let mut f = fixture(&db);
+    let unknown = f.wait.register(21);
+    let after = f.wait.register(22);
+    let garbage = Entry {
+        index: 1,
+        term: 1,
+        data: vec![0xff, 0xff, 0xff].into(),
+        ..Default::default()
+    };
+    // A request kind a newer member knows and this one does not decodes
+    // as an entry without a request.
+    let newer = Entry {
+        index: 2,
+        term: 1,
+        data: InternalRaftRequest {
+            id: 21,
+            request: None,
+        }
+        .encode_to_vec()
+        .into(),
+        ..Default::default()
+    };
+    f.applier
+        .apply_entries(&[garbage, newer, entry(3, 22, put("a", "1"))]);
+    assert_eq!(unknown.await.unwrap(), Err(Error::NotCapable));
+    assert!(matches!(after.await.unwrap(), Ok(Response::Put(_))));
+    assert_eq!(*f.applied.borrow(), 3, "the member went on applying");
+    assert_eq!(f.store.current_rev(), 2, "only the put changed the store");
+    // An undecodable configuration change is skipped the same way.
+    let bad_cc = Entry {
+        index: 4,
+        term: 1,
+        entry_type: raft::prelude::EntryType::EntryConfChange,
+        data: vec![0xff; 4].into(),
+        ..Default::default()
+    };
+    let mut to_raft = |_: &ConfChange| -> Result<ConfState> { panic!("not a valid change") };
+    assert_eq!(f.applier.apply_conf_change(&bad_cc, &mut to_raft), None);
+    assert_eq!(*f.applied.borrow(), 4);
+}
+
+#[test]
+fn storage_failures_are_faults_and_etcd_errors_are_refusals() {
+    assert!(matches!(
+        ApplyError::from(Error::internal("disk")),
+        ApplyError::Fault(_)
+    ));
+    for e in [Error::Compacted, Error::LeaseNotFound, Error::NoSpace] {
+        assert!(matches!(ApplyError::from(e), ApplyError::Refused(_)));
+    }
 }
 
 #[tokio::test]
