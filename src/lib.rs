@@ -1,19 +1,24 @@
 //! oxcd: an etcd v3 API-compatible key-value store.
 //!
-//! Layers, calls going down only (see docs/ARCHITECTURE.md):
+//! Layers, calls going down only (see docs/ARCHITECTURE.md; enforced by
+//! `scripts/check-layers`):
 //!
 //! ```text
-//! main → api → server → { raft, mvcc, cluster } → storage
-//!                      error, proto, config, log, version: leaves
+//! main → api → server → snapshot → peer → raft → { mvcc, lease, cluster } → storage
+//! leaves: proto, error, version, log, metrics, codec, config, process
 //! ```
 //!
 //! - [`api`]: gRPC services; validation and response headers.
 //! - [`server`]: proposals and their waiters, the applier (the only code
 //!   that changes state), linearizable reads, etcd's request semantics.
-//! - [`raft`]: raft-rs's `RawNode` on its own thread; the log on RocksDB.
-//! - [`mvcc`]: revisions and versions of keys on RocksDB; compaction.
-//! - [`cluster`]: member and cluster ids.
-//! - [`storage`]: the RocksDB instance and its column families.
+//! - [`snapshot`]: backups in etcd's snapshot framing; offline restore.
+//! - [`peer`]: the peer transport; forwarding to the leader.
+//! - [`raft`]: raft-rs's `RawNode` and its Ready loop; the log on RocksDB.
+//! - [`mvcc`]: revisions and versions of keys on RocksDB; compaction; watch.
+//! - [`lease`]: the lessor.
+//! - [`cluster`]: member and cluster ids; the member table.
+//! - [`storage`]: the RocksDB instance, its schema, checkpoints.
+//! - [`process`]: the one way the process stops itself.
 
 pub mod api;
 pub mod cluster;
