@@ -59,10 +59,10 @@ pub fn load(db: &crate::storage::Db, lessor: &mut Lessor) -> Result<()> {
 impl Server {
     /// Keeps the lessor's role in step with raft leadership.
     fn sync_lease_role(&self) {
-        let leader = self.raft.status.leader.load(Ordering::Acquire) == self.member_id;
+        let leader = self.core.leader() == self.core.member_id();
         let mut l = lease::lock(&self.lessor);
         if leader && !l.is_primary() {
-            l.promote(Instant::now(), self.cfg.election_timeout);
+            l.promote(Instant::now(), self.core.config().election_timeout);
         } else if !leader && l.is_primary() {
             l.demote();
         }
@@ -74,7 +74,7 @@ impl Server {
             return Err(Error::LeaseTtlTooLarge);
         }
         while r.id == lease::NO_LEASE {
-            r.id = (self.ids.next() & (i64::MAX as u64)) as i64;
+            r.id = (self.core.next_id() & (i64::MAX as u64)) as i64;
         }
         match self.propose(Request::LeaseGrant(r)).await? {
             Response::LeaseGrant(g) => Ok(g),
@@ -103,7 +103,7 @@ impl Server {
         }
         match self.try_renew(id) {
             Err(Error::LeaseNotFound) => {
-                let commit = self.raft.status.commit.load(Ordering::Acquire);
+                let commit = self.core.raft().status.commit.load(Ordering::Acquire);
                 let mut applied = self.applied.clone();
                 let caught_up = tokio::time::timeout(
                     Duration::from_secs(1),
@@ -144,7 +144,7 @@ impl Server {
     }
 
     fn is_leader(&self) -> bool {
-        self.raft.status.leader.load(Ordering::Acquire) == self.member_id
+        self.core.leader() == self.core.member_id()
     }
 
     /// Renews a lease on the leader: only the leader's lessor knows

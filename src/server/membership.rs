@@ -9,14 +9,13 @@
 //! makes with `--strict-reconfig-check` refuse changes that would leave
 //! the cluster without a working quorum.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use prost::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType};
 
 use super::apply::Response;
-use super::{CancelGuard, Server, unexpected};
+use super::{Server, unexpected};
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb::{Member, MemberUpdateRequest};
 use crate::proto::oxcdpb::{ConfChangeContext, internal_raft_request::Request};
@@ -56,23 +55,19 @@ impl Server {
         node_id: u64,
         member: Option<Member>,
     ) -> Result<Vec<Member>> {
-        let id = self.ids.next();
-        let mut cc = ConfChange::default();
-        cc.set_change_type(change);
-        cc.node_id = node_id;
-        cc.context = ConfChangeContext { id, member }.encode_to_vec().into();
-        let rx = self.wait.register(id);
-        let _guard = CancelGuard {
-            wait: &self.wait,
-            id,
-        };
-        self.raft.propose_conf_change(id, cc)?;
-        match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
-            Ok(Ok(Ok(Response::Members(list)))) => Ok(list),
-            Ok(Ok(Ok(other))) => Err(unexpected(other)),
-            Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(_)) => Err(Error::Stopped),
-            Err(_) => Err(Error::Timeout),
+        let result = self
+            .core
+            .propose_conf_change(|id| {
+                let mut cc = ConfChange::default();
+                cc.set_change_type(change);
+                cc.node_id = node_id;
+                cc.context = ConfChangeContext { id, member }.encode_to_vec().into();
+                cc
+            })
+            .await?;
+        match result {
+            Response::Members(list) => Ok(list),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -90,20 +85,20 @@ impl Server {
             .map(|m| m.id)
             .collect();
         let connected = |id: u64| {
-            id == self.member_id
+            id == self.core.member_id()
                 || self
                     .transport
                     .active_since(id, crate::peer::ACTIVE_GAP)
                     .is_some_and(|since| since.elapsed() >= HEALTH_INTERVAL)
         };
-        let view: ProgressView = self.raft.progress().await?;
+        let view: ProgressView = self.core.raft().progress().await?;
         if view.is_leader {
             let active = voters.iter().copied().filter(|id| connected(*id)).collect();
             return Ok((voters, active));
         }
-        let leader = self.raft.status.leader.load(Ordering::Acquire);
+        let leader = self.core.leader();
         if leader == 0 || !connected(leader) {
-            return Ok((voters, vec![self.member_id]));
+            return Ok((voters, vec![self.core.member_id()]));
         }
         Ok((voters.clone(), voters))
     }
@@ -120,7 +115,7 @@ impl Server {
         // A peer URL already in use is refused when the change is applied
         // (as etcd does, after the checks below).
         let members = self.members.list();
-        if self.cfg.strict_reconfig_check {
+        if self.core.config().strict_reconfig_check {
             // etcd: mayAddMember — IsReadyToAddVotingMember for voters,
             // then isConnectedFullySince for any new member.
             if !is_learner {
@@ -139,7 +134,7 @@ impl Server {
         }
         if is_learner {
             let learners = members.iter().filter(|m| m.is_learner).count() as u64;
-            if learners >= self.cfg.max_learners {
+            if learners >= self.core.config().max_learners {
                 return Err(Error::TooManyLearners);
             }
         }
@@ -171,7 +166,7 @@ impl Server {
         let Some(m) = self.members.get(id) else {
             return Err(Error::MemberNotFound);
         };
-        if self.cfg.strict_reconfig_check && !m.is_learner {
+        if self.core.config().strict_reconfig_check && !m.is_learner {
             // etcd: mayRemoveMember. Enough started voters must remain...
             let others: Vec<Member> = self
                 .members
@@ -185,7 +180,7 @@ impl Server {
             }
             // ...a member that is down can always go...
             let (voters, active) = self.connected_voters().await?;
-            let down = id != self.member_id
+            let down = id != self.core.member_id()
                 && self
                     .transport
                     .active_since(id, crate::peer::ACTIVE_GAP)
@@ -228,14 +223,14 @@ impl Server {
         if !m.is_learner {
             return Err(Error::MemberNotLearner);
         }
-        let view = self.raft.progress().await?;
+        let view = self.core.raft().progress().await?;
         if !view.is_leader {
             return Err(Error::NotLeader);
         }
         let leader_match = view
             .peers
             .iter()
-            .find(|p| p.id == self.member_id)
+            .find(|p| p.id == self.core.member_id())
             .map_or(view.last_index, |p| p.matched.max(view.last_index));
         let learner_match = view
             .peers
@@ -245,7 +240,7 @@ impl Server {
         if (learner_match as f64) < (leader_match as f64) * 0.9 {
             return Err(Error::LearnerNotReady);
         }
-        if self.cfg.strict_reconfig_check {
+        if self.core.config().strict_reconfig_check {
             // etcd: IsReadyToPromoteMember — the learner counts as a
             // started voter.
             let voters: Vec<Member> = self
@@ -277,22 +272,23 @@ impl Server {
     /// Maintenance.MoveLeader: hands leadership to `target` and waits until
     /// it leads (etcd: `MoveLeader`).
     pub async fn move_leader(&self, target: u64) -> Result<()> {
-        let leader = self.raft.status.leader.load(Ordering::Acquire);
-        if leader != self.member_id {
+        let leader = self.core.leader();
+        if leader != self.core.member_id() {
             return Err(Error::NotLeader);
         }
         match self.members.get(target) {
             Some(m) if !m.is_learner => {}
             _ => return Err(Error::BadLeaderTransferee),
         }
-        if target == self.member_id {
+        if target == self.core.member_id() {
             return Ok(());
         }
-        self.raft
+        self.core
+            .raft()
             .send(crate::raft::RaftMsg::TransferLeader(target))?;
-        let deadline = tokio::time::Instant::now() + self.cfg.request_timeout();
+        let deadline = tokio::time::Instant::now() + self.core.config().request_timeout();
         loop {
-            if self.raft.status.leader.load(Ordering::Acquire) == target {
+            if self.core.leader() == target {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {

@@ -13,6 +13,7 @@
 pub mod alarm;
 pub mod apply;
 pub mod concurrency;
+pub mod core;
 pub mod lease;
 pub mod membership;
 pub mod read;
@@ -23,7 +24,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use prost::Message as _;
 use tokio::sync::watch;
 
 use crate::cluster::{self, Members};
@@ -38,43 +38,26 @@ use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
-use crate::proto::oxcdpb::{InternalRaftRequest, internal_raft_request::Request};
-use crate::raft::{self as consensus, NodeConfig, RaftHandle, RaftStorage};
+use crate::proto::oxcdpb::internal_raft_request::Request;
+use crate::raft::{self as consensus, NodeConfig, RaftStorage};
 use crate::storage::{Db, meta_key};
 use apply::{Applier, ApplierDeps, ApplyResult, Response};
-use wait::{IdGenerator, Wait};
-
-/// Proposals are refused while the applier lags the commit index by more
-/// than this many entries (etcd: `maxGapBetweenApplyAndCommitIndex`).
-const MAX_APPLY_LAG: u64 = 5000;
+use wait::Wait;
 
 /// etcd's backend quota when `--quota-backend-bytes` is 0
 /// (`DefaultQuotaBytes`, 2 GiB).
 pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
 
-/// A copy of raft's state (see [`Server::raft_state`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RaftState {
-    pub term: u64,
-    pub leader: u64,
-    pub commit: u64,
-    pub applied: u64,
-}
+pub use self::core::{Core, RaftState};
 
 /// The running member.
 pub struct Server {
-    cfg: ServerConfig,
+    core: Core,
     store: Arc<Store>,
-    raft: RaftHandle,
-    wait: Arc<Wait<ApplyResult>>,
-    ids: IdGenerator,
-    read: read::ReadBarrier,
     compactor: Compactor,
     hub: Arc<WatchHub>,
     lessor: SharedLessor,
     applied: watch::Receiver<u64>,
-    member_id: u64,
-    cluster_id: u64,
     alarms: Arc<alarm::AlarmSet>,
     members: Arc<Members>,
     transport: Arc<crate::peer::Transport>,
@@ -189,19 +172,14 @@ impl Server {
             raft.status.clone(),
             cfg.request_timeout(),
         );
+        let core = Core::new(cfg, member_id, cluster_id, store.clone(), raft, wait, read);
         let server = Arc::new(Server {
-            ids: IdGenerator::new(member_id),
-            cfg,
+            core,
             store,
-            raft,
-            wait,
-            read,
             compactor,
             hub,
             lessor,
             applied: applied_rx,
-            member_id,
-            cluster_id,
             alarms,
             members,
             transport,
@@ -227,7 +205,10 @@ impl Server {
     pub fn peer_service(
         &self,
     ) -> crate::proto::oxcdpb::peer_server::PeerServer<crate::peer::PeerService> {
-        crate::peer::PeerService::new(self.transport.clone(), self.cfg.data_dir.join("member"))
+        crate::peer::PeerService::new(
+            self.transport.clone(),
+            self.core.config().data_dir.join("member"),
+        )
     }
 
     /// Records this member's name and client URLs in the member table
@@ -235,14 +216,14 @@ impl Server {
     /// it succeeds, as etcd does before serving clients.
     async fn publish(&self) -> Result<()> {
         let attrs = crate::proto::oxcdpb::MemberAttrs {
-            member_id: self.member_id,
-            name: self.cfg.name.clone(),
-            client_urls: self.cfg.advertise_client_urls.clone(),
+            member_id: self.core.member_id(),
+            name: self.core.config().name.clone(),
+            client_urls: self.core.config().advertise_client_urls.clone(),
         };
         let alone = self.members.list().len() <= 1;
-        let deadline = tokio::time::Instant::now() + self.cfg.request_timeout() * 4;
+        let deadline = tokio::time::Instant::now() + self.core.config().request_timeout() * 4;
         loop {
-            if let Some(m) = self.members.get(self.member_id)
+            if let Some(m) = self.members.get(self.core.member_id())
                 && m.name == attrs.name
                 && m.client_ur_ls == attrs.client_urls
             {
@@ -251,7 +232,7 @@ impl Server {
             match self.propose(Request::MemberAttrs(attrs.clone())).await {
                 Ok(_) => {
                     tracing::info!(
-                        member_id = format!("{:x}", self.member_id),
+                        member_id = format!("{:x}", self.core.member_id()),
                         name = %attrs.name,
                         client_urls = ?attrs.client_urls,
                         "published local member to cluster through raft"
@@ -278,14 +259,14 @@ impl Server {
         let started = tokio::time::Instant::now();
         let mut next_log = started + Duration::from_secs(5);
         loop {
-            let st = &self.raft.status;
+            let st = &self.core.raft().status;
             let leader = st.leader.load(Ordering::Acquire);
             let commit = st.commit.load(Ordering::Acquire);
             if leader != 0 && commit > 0 && *self.applied.borrow() >= commit {
                 return Ok(());
             }
             let now = tokio::time::Instant::now();
-            if alone && now > started + self.cfg.request_timeout() * 4 {
+            if alone && now > started + self.core.config().request_timeout() * 4 {
                 return Err(Error::internal("timed out waiting for a raft leader"));
             }
             if now > next_log {
@@ -300,7 +281,7 @@ impl Server {
     }
 
     pub fn config(&self) -> &ServerConfig {
-        &self.cfg
+        self.core.config()
     }
 
     /// The watch hub.
@@ -318,7 +299,7 @@ impl Server {
 
     /// Whether a leader is known (for `hasleader` metadata).
     pub fn has_leader(&self) -> bool {
-        self.raft.status.leader.load(Ordering::Acquire) != 0
+        self.core.has_leader()
     }
 
     /// The version of `key` at revision `rev`, if readable (for watch
@@ -335,21 +316,13 @@ impl Server {
     }
 
     pub fn member_id(&self) -> u64 {
-        self.member_id
+        self.core.member_id()
     }
 
     /// Raft's view as of the last Ready: term, leader, commit and applied
     /// index.
     pub fn raft_state(&self) -> RaftState {
-        let st = &self.raft.status;
-        let applied = st.applied.load(Ordering::Acquire);
-        RaftState {
-            term: st.term.load(Ordering::Acquire),
-            leader: st.leader.load(Ordering::Acquire),
-            // Anything applied was committed (the two are stored apart).
-            commit: st.commit.load(Ordering::Acquire).max(applied),
-            applied,
-        }
+        self.core.raft_state()
     }
 
     /// Bytes the backend takes (files and memtables) and bytes of it in
@@ -373,7 +346,10 @@ impl Server {
     /// directory (removed when dropped, or at the next start after a
     /// crash).
     pub fn checkpoint(&self) -> Result<crate::storage::Checkpoint> {
-        crate::storage::Checkpoint::take(self.store.db(), &self.cfg.data_dir.join("member"))
+        crate::storage::Checkpoint::take(
+            self.store.db(),
+            &self.core.config().data_dir.join("member"),
+        )
     }
 
     /// HashKV: a CRC-32C over the key-value history at `rev` (0 = current)
@@ -390,8 +366,8 @@ impl Server {
     /// The backend quota: `--quota-backend-bytes`, or etcd's default when
     /// it is 0.
     pub fn quota_bytes(&self) -> i64 {
-        if self.cfg.quota_backend_bytes > 0 {
-            self.cfg.quota_backend_bytes
+        if self.core.config().quota_backend_bytes > 0 {
+            self.core.config().quota_backend_bytes
         } else {
             DEFAULT_QUOTA_BYTES
         }
@@ -461,7 +437,7 @@ impl Server {
         }
         let raise = crate::proto::etcdserverpb::AlarmRequest {
             action: crate::proto::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
-            member_id: self.member_id,
+            member_id: self.core.member_id(),
             alarm: crate::proto::etcdserverpb::AlarmType::Nospace as i32,
         };
         if let Err(e) = self.propose(Request::Alarm(raise)).await {
@@ -475,9 +451,9 @@ impl Server {
         let raft = self.raft_state();
         let (db_size, db_size_in_use) = self.db_sizes();
         crate::metrics::MemberGauges {
-            member_id: self.member_id,
+            member_id: self.core.member_id(),
             has_leader: raft.leader != 0,
-            is_leader: raft.leader == self.member_id,
+            is_leader: raft.leader == self.core.member_id(),
             is_learner: self.is_learner(),
             committed: raft.commit,
             applied: raft.applied,
@@ -493,15 +469,15 @@ impl Server {
 
     /// This member as the member list shows it.
     pub fn member(&self) -> crate::proto::etcdserverpb::Member {
-        self.members
-            .get(self.member_id)
-            .unwrap_or_else(|| crate::proto::etcdserverpb::Member {
-                id: self.member_id,
-                name: self.cfg.name.clone(),
-                peer_ur_ls: self.cfg.initial_advertise_peer_urls.clone(),
-                client_ur_ls: self.cfg.advertise_client_urls.clone(),
+        self.members.get(self.core.member_id()).unwrap_or_else(|| {
+            crate::proto::etcdserverpb::Member {
+                id: self.core.member_id(),
+                name: self.core.config().name.clone(),
+                peer_ur_ls: self.core.config().initial_advertise_peer_urls.clone(),
+                client_ur_ls: self.core.config().advertise_client_urls.clone(),
                 is_learner: false,
-            })
+            }
+        })
     }
 
     /// Every member, as of this member's applied index.
@@ -511,79 +487,32 @@ impl Server {
 
     /// Whether this member is a learner.
     pub fn is_learner(&self) -> bool {
-        self.members.is_learner(self.member_id)
+        self.members.is_learner(self.core.member_id())
     }
 
     pub fn cluster_id(&self) -> u64 {
-        self.cluster_id
+        self.core.cluster_id()
+    }
+
+    /// The core the domains share.
+    pub fn core(&self) -> &Core {
+        &self.core
     }
 
     /// A response header with this member's ids, its term and the current
     /// revision (etcd: `v3rpc/header.go`).
     pub fn header(&self) -> ResponseHeader {
-        ResponseHeader {
-            cluster_id: self.cluster_id,
-            member_id: self.member_id,
-            revision: self.store.current_rev(),
-            raft_term: self.raft.status.term.load(Ordering::Acquire),
-        }
+        self.core.header()
     }
 
     /// Proposes a request and waits for the applier's result.
     pub(crate) async fn propose(&self, request: Request) -> ApplyResult {
-        let st = &self.raft.status;
-        let lag = st
-            .commit
-            .load(Ordering::Acquire)
-            .saturating_sub(st.applied.load(Ordering::Acquire));
-        if lag > MAX_APPLY_LAG {
-            return Err(Error::TooManyRequests);
-        }
-        let id = self.ids.next();
-        let data = InternalRaftRequest {
-            id,
-            request: Some(request),
-        }
-        .encode_to_vec();
-        if data.len() > self.cfg.max_request_bytes {
-            return Err(Error::RequestTooLarge);
-        }
-        let rx = self.wait.register(id);
-        // Forget the waiter if the caller goes away or times out.
-        let _guard = CancelGuard {
-            wait: &self.wait,
-            id,
-        };
-        let m = &crate::metrics::METRICS;
-        m.proposals_pending.fetch_add(1, Ordering::Relaxed);
-        let result = match self.raft.propose(id, data) {
-            Err(e) => Err(e),
-            Ok(()) => match tokio::time::timeout(self.cfg.request_timeout(), rx).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(Error::Stopped),
-                Err(_) => Err(Error::Timeout),
-            },
-        };
-        m.proposals_pending.fetch_sub(1, Ordering::Relaxed);
-        if matches!(
-            result,
-            Err(Error::Stopped | Error::Timeout | Error::ProposalDropped)
-        ) {
-            m.proposals_failed.fetch_add(1, Ordering::Relaxed);
-        }
-        result
+        self.core.propose(request).await
     }
 
     /// Waits until a local read reflects every write acknowledged so far.
     pub async fn read_barrier(&self) -> Result<()> {
-        // A sole voter that leads acknowledges a write only after applying
-        // it, so its applied state is already linearizable (etcd asks raft
-        // for a read index anyway; this skips the round through the raft
-        // thread).
-        if self.raft.status.sole_voter_leader.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        self.read.wait().await
+        self.core.read_barrier().await
     }
 
     /// Range (etcd: `EtcdServer.Range`).
@@ -662,17 +591,6 @@ impl Server {
 
 pub(crate) fn unexpected(r: Response) -> Error {
     Error::internal(format!("unexpected apply result {r:?}"))
-}
-
-struct CancelGuard<'a> {
-    wait: &'a Wait<ApplyResult>,
-    id: u64,
-}
-
-impl Drop for CancelGuard<'_> {
-    fn drop(&mut self) {
-        self.wait.cancel(self.id);
-    }
 }
 
 /// Removes snapshot checkpoints a crash left behind.
