@@ -9,27 +9,88 @@
 //! peer port and checks the others locally, knowing every peer's
 //! connection).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::header::fill_without_revision;
-use crate::error::Error;
+use super::header::{HeaderSource, fill_without_revision};
+use crate::error::{Error, Result as ServerResult};
 use crate::proto::etcdserverpb::cluster_client::ClusterClient;
 use crate::proto::etcdserverpb::cluster_server::Cluster;
 use crate::proto::etcdserverpb::{
-    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse,
 };
-use crate::server::Server;
 
-pub struct ClusterService {
-    server: Arc<Server>,
+/// What the Cluster service needs of the server:
+/// [`crate::server::Membership`], or a fake in tests.
+pub trait ClusterApi: HeaderSource + Send + Sync + 'static {
+    /// `--strict-reconfig-check`.
+    fn strict_reconfig_check(&self) -> bool;
+    /// The leader's peer URLs, when another member leads.
+    fn leader_peer_urls(&self) -> Option<Vec<String>>;
+    /// A channel to the leader's peer port.
+    fn leader_channel(
+        &self,
+    ) -> impl Future<Output = ServerResult<tonic::transport::Channel>> + Send;
+    fn read_barrier(&self) -> impl Future<Output = ServerResult<()>> + Send;
+    fn members(&self) -> Vec<Member>;
+    fn member_add(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> impl Future<Output = ServerResult<(Member, Vec<Member>)>> + Send;
+    fn member_remove(&self, id: u64) -> impl Future<Output = ServerResult<Vec<Member>>> + Send;
+    fn member_update(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> impl Future<Output = ServerResult<Vec<Member>>> + Send;
+    fn member_promote(&self, id: u64) -> impl Future<Output = ServerResult<Vec<Member>>> + Send;
 }
 
-impl ClusterService {
-    pub fn new(server: Arc<Server>) -> Self {
+impl ClusterApi for crate::server::Membership {
+    fn strict_reconfig_check(&self) -> bool {
+        self.core().config().strict_reconfig_check
+    }
+    fn leader_peer_urls(&self) -> Option<Vec<String>> {
+        crate::server::Membership::leader_peer_urls(self)
+    }
+    async fn leader_channel(&self) -> ServerResult<tonic::transport::Channel> {
+        self.leader().channel().await
+    }
+    async fn read_barrier(&self) -> ServerResult<()> {
+        self.core().read_barrier().await
+    }
+    fn members(&self) -> Vec<Member> {
+        crate::server::Membership::members(self)
+    }
+    async fn member_add(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> ServerResult<(Member, Vec<Member>)> {
+        crate::server::Membership::member_add(self, peer_urls, is_learner).await
+    }
+    async fn member_remove(&self, id: u64) -> ServerResult<Vec<Member>> {
+        crate::server::Membership::member_remove(self, id).await
+    }
+    async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> ServerResult<Vec<Member>> {
+        crate::server::Membership::member_update(self, id, peer_urls).await
+    }
+    async fn member_promote(&self, id: u64) -> ServerResult<Vec<Member>> {
+        crate::server::Membership::member_promote(self, id).await
+    }
+}
+
+pub struct ClusterService<C = crate::server::Membership> {
+    server: Arc<C>,
+}
+
+impl<C: ClusterApi> ClusterService<C> {
+    pub fn new(server: Arc<C>) -> Self {
         ClusterService { server }
     }
 
@@ -38,14 +99,14 @@ impl ClusterService {
     /// `--strict-reconfig-check`, adding and removing members (which
     /// members are connected).
     async fn leader_client(&self) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
-        Ok(ClusterClient::new(self.server.leader().channel().await?))
+        Ok(ClusterClient::new(self.server.leader_channel().await?))
     }
 
     /// Whether to send this request on to the leader: not when it already
     /// was forwarded once (leaders may disagree for a moment), nor from
     /// the leader itself.
     fn forward<T>(&self, req: &Request<T>, strict_only: bool) -> bool {
-        if strict_only && !self.server.config().strict_reconfig_check {
+        if strict_only && !self.server.strict_reconfig_check() {
             return false;
         }
         req.metadata().get(FORWARDED).is_none() && self.server.leader_peer_urls().is_some()
@@ -63,7 +124,7 @@ fn forwarded<T>(msg: T) -> Request<T> {
 }
 
 #[tonic::async_trait]
-impl Cluster for ClusterService {
+impl<C: ClusterApi> Cluster for ClusterService<C> {
     async fn member_add(
         &self,
         req: Request<MemberAddRequest>,

@@ -2,15 +2,17 @@
 //! `server/etcdserver/api/v3lock`, `v3election`); the recipes themselves
 //! are in `server::concurrency`.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
-use super::header::fill;
-use crate::error::Error;
-use crate::proto::etcdserverpb::DeleteRangeRequest;
+use super::header::{HeaderSource, fill};
+use crate::error::{Error, Result as ServerResult};
+use crate::proto::etcdserverpb::{DeleteRangeResponse, ResponseHeader};
+use crate::proto::mvccpb::KeyValue;
 use crate::proto::v3electionpb::election_server::Election;
 use crate::proto::v3electionpb::{
     CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest,
@@ -18,20 +20,92 @@ use crate::proto::v3electionpb::{
 };
 use crate::proto::v3lockpb::lock_server::Lock;
 use crate::proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
-use crate::server::Server;
+use crate::server::concurrency::Held;
 
-pub struct LockService {
-    server: Arc<Server>,
+/// What the Lock and Election services need of the server:
+/// [`crate::server::Recipes`], or a fake in tests.
+pub trait RecipesApi: HeaderSource + Send + Sync + 'static {
+    fn lock(&self, name: &[u8], lease: i64) -> impl Future<Output = ServerResult<Held>> + Send;
+    fn unlock(
+        &self,
+        key: bytes::Bytes,
+    ) -> impl Future<Output = ServerResult<DeleteRangeResponse>> + Send;
+    fn campaign(
+        &self,
+        name: &[u8],
+        lease: i64,
+        value: &bytes::Bytes,
+    ) -> impl Future<Output = ServerResult<Held>> + Send;
+    fn proclaim(
+        &self,
+        key: &[u8],
+        rev: i64,
+        lease: i64,
+        value: &bytes::Bytes,
+    ) -> impl Future<Output = ServerResult<Option<ResponseHeader>>> + Send;
+    fn resign(
+        &self,
+        key: &[u8],
+        rev: i64,
+    ) -> impl Future<Output = ServerResult<Option<ResponseHeader>>> + Send;
+    fn election_leader(
+        &self,
+        name: &[u8],
+    ) -> impl Future<Output = ServerResult<(Option<ResponseHeader>, KeyValue)>> + Send;
+    fn observe(
+        self: Arc<Self>,
+        name: Vec<u8>,
+    ) -> impl Stream<Item = ServerResult<(Option<ResponseHeader>, KeyValue)>> + Send + 'static;
 }
 
-impl LockService {
-    pub fn new(server: Arc<Server>) -> Self {
+impl RecipesApi for crate::server::Recipes {
+    async fn lock(&self, name: &[u8], lease: i64) -> ServerResult<Held> {
+        crate::server::Recipes::lock(self, name, lease).await
+    }
+    async fn unlock(&self, key: bytes::Bytes) -> ServerResult<DeleteRangeResponse> {
+        crate::server::Recipes::unlock(self, key).await
+    }
+    async fn campaign(&self, name: &[u8], lease: i64, value: &bytes::Bytes) -> ServerResult<Held> {
+        crate::server::Recipes::campaign(self, name, lease, value).await
+    }
+    async fn proclaim(
+        &self,
+        key: &[u8],
+        rev: i64,
+        lease: i64,
+        value: &bytes::Bytes,
+    ) -> ServerResult<Option<ResponseHeader>> {
+        crate::server::Recipes::proclaim(self, key, rev, lease, value).await
+    }
+    async fn resign(&self, key: &[u8], rev: i64) -> ServerResult<Option<ResponseHeader>> {
+        crate::server::Recipes::resign(self, key, rev).await
+    }
+    async fn election_leader(
+        &self,
+        name: &[u8],
+    ) -> ServerResult<(Option<ResponseHeader>, KeyValue)> {
+        crate::server::Recipes::election_leader(self, name).await
+    }
+    fn observe(
+        self: Arc<Self>,
+        name: Vec<u8>,
+    ) -> impl Stream<Item = ServerResult<(Option<ResponseHeader>, KeyValue)>> + Send + 'static {
+        crate::server::Recipes::observe(self, name)
+    }
+}
+
+pub struct LockService<R = crate::server::Recipes> {
+    server: Arc<R>,
+}
+
+impl<R: RecipesApi> LockService<R> {
+    pub fn new(server: Arc<R>) -> Self {
         LockService { server }
     }
 }
 
 #[tonic::async_trait]
-impl Lock for LockService {
+impl<R: RecipesApi> Lock for LockService<R> {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let r = req.into_inner();
         let held = self.server.lock(&r.name, r.lease).await?;
@@ -48,13 +122,7 @@ impl Lock for LockService {
         req: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
         let r = req.into_inner();
-        let mut resp = self
-            .server
-            .delete_range(DeleteRangeRequest {
-                key: r.key,
-                ..Default::default()
-            })
-            .await?;
+        let mut resp = self.server.unlock(r.key).await?;
         fill(&self.server, &mut resp.header);
         Ok(Response::new(UnlockResponse {
             header: resp.header,
@@ -62,12 +130,12 @@ impl Lock for LockService {
     }
 }
 
-pub struct ElectionService {
-    server: Arc<Server>,
+pub struct ElectionService<R = crate::server::Recipes> {
+    server: Arc<R>,
 }
 
-impl ElectionService {
-    pub fn new(server: Arc<Server>) -> Self {
+impl<R: RecipesApi> ElectionService<R> {
+    pub fn new(server: Arc<R>) -> Self {
         ElectionService { server }
     }
 }
@@ -75,7 +143,7 @@ impl ElectionService {
 type Leaders = Pin<Box<dyn Stream<Item = Result<LeaderResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl Election for ElectionService {
+impl<R: RecipesApi> Election for ElectionService<R> {
     async fn campaign(
         &self,
         req: Request<CampaignRequest>,

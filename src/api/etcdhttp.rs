@@ -98,7 +98,7 @@ where
             if let Some(m) = method {
                 METRICS.grpc_started(m);
             }
-            if !served_to_learners(req.uri().path()) && self.server.is_learner() {
+            if !served_to_learners(req.uri().path()) && self.server.core().is_learner() {
                 // etcd's interceptors: a learner serves Status, serializable
                 // Range (checked by the KV service) and Snapshot only.
                 let status = tonic::Status::from(crate::error::Error::NotSupportedForLearner);
@@ -285,7 +285,7 @@ pub async fn handle(server: &Server, method: &Method, uri: &http::Uri) -> Respon
         "/metrics" => {
             return ok(
                 "text/plain; version=0.0.4; charset=utf-8; escaping=underscores",
-                metrics::render(&server.metric_gauges()),
+                metrics::render(&server.maintenance().metric_gauges()),
             );
         }
         "/livez" => ("livez", LIVEZ_CHECKS),
@@ -329,6 +329,7 @@ async fn health(server: &Server, query: &Query) -> Response<String> {
     let serializable = query.first("serializable") == Some("true");
     let excluded = query.all("exclude");
     let alarm = server
+        .maintenance()
         .alarms(AlarmType::None as i32)
         .into_iter()
         .filter_map(|a| AlarmType::try_from(a.alarm).ok())
@@ -340,7 +341,7 @@ async fn health(server: &Server, query: &Query) -> Response<String> {
             AlarmType::None => "ALARM UNKNOWN",
         }
         .to_string())
-    } else if !serializable && !server.has_leader() {
+    } else if !serializable && !server.core().has_leader() {
         Err("RAFT NO LEADER".to_string())
     } else {
         read_check(server, serializable)
@@ -379,7 +380,11 @@ async fn run_checks(server: &Server, names: &[&str], verbose: bool) -> Response<
     for name in names {
         let result = match *name {
             "data_corruption" => {
-                if server.alarms(AlarmType::Corrupt as i32).is_empty() {
+                if server
+                    .maintenance()
+                    .alarms(AlarmType::Corrupt as i32)
+                    .is_empty()
+                {
                     Ok(())
                 } else {
                     Err("alarm activated: CORRUPT".to_string())
@@ -388,7 +393,7 @@ async fn run_checks(server: &Server, names: &[&str], verbose: bool) -> Response<
             "serializable_read" => read_check(server, true).await,
             "linearizable_read" => read_check(server, false).await,
             "non_learner" => {
-                if server.is_learner() {
+                if server.core().is_learner() {
                     Err("is learner".to_string())
                 } else {
                     Ok(())
@@ -427,6 +432,7 @@ async fn read_check(server: &Server, serializable: bool) -> Result<(), String> {
         ..Default::default()
     };
     server
+        .kv()
         .range(&req)
         .await
         .map(|_| ())

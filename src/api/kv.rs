@@ -1,6 +1,7 @@
 //! The `etcdserverpb.KV` service: validate, call the server, fill the
 //! header (etcd: `server/etcdserver/api/v3rpc/key.go`).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -8,29 +9,95 @@ use futures::Stream;
 use prost::Message as _;
 use tonic::{Request, Response, Status};
 
-use super::header::{fill, fill_without_revision};
+use super::header::{HeaderSource, fill, fill_without_revision};
 use super::validate::{
     check_delete_request, check_intervals, check_put_request, check_range_request,
     check_txn_request,
 };
+use crate::error::Result as ServerResult;
 use crate::proto::etcdserverpb::kv_server::Kv;
 use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, ResponseHeader, TxnRequest,
     TxnResponse,
 };
-use crate::server::{Server, alarm, txn};
+use crate::server::{alarm, txn};
 
 /// First chunk size of a RangeStream; later chunks adapt to the response
 /// size (etcd: `initialStreamChunkLimit`).
 const INITIAL_STREAM_CHUNK: i64 = 10;
 
-pub struct KvService {
-    server: Arc<Server>,
+/// What the KV service needs of the server: [`crate::server::Kv`], or a
+/// fake in tests.
+pub trait KvApi: HeaderSource + Send + Sync + 'static {
+    /// Whether this member is a learner (which serves serializable reads
+    /// only).
+    fn is_learner(&self) -> bool;
+    /// `--max-request-bytes`.
+    fn max_request_bytes(&self) -> usize;
+    /// `--max-txn-ops`.
+    fn max_txn_ops(&self) -> usize;
+    /// The quota check before a write that costs `cost` bytes.
+    fn check_quota(&self, cost: usize) -> impl Future<Output = ServerResult<()>> + Send;
+    /// Waits until local reads are linearizable.
+    fn read_barrier(&self) -> impl Future<Output = ServerResult<()>> + Send;
+    fn range(&self, r: &RangeRequest) -> impl Future<Output = ServerResult<RangeResponse>> + Send;
+    /// Range without a read barrier.
+    fn range_local(&self, r: &RangeRequest) -> ServerResult<RangeResponse>;
+    fn put(&self, r: PutRequest) -> impl Future<Output = ServerResult<PutResponse>> + Send;
+    fn delete_range(
+        &self,
+        r: DeleteRangeRequest,
+    ) -> impl Future<Output = ServerResult<DeleteRangeResponse>> + Send;
+    fn txn(&self, r: TxnRequest) -> impl Future<Output = ServerResult<TxnResponse>> + Send;
+    fn compact(
+        &self,
+        r: CompactionRequest,
+    ) -> impl Future<Output = ServerResult<CompactionResponse>> + Send;
 }
 
-impl KvService {
-    pub fn new(server: Arc<Server>) -> Self {
+impl KvApi for crate::server::Kv {
+    fn is_learner(&self) -> bool {
+        self.core().is_learner()
+    }
+    fn max_request_bytes(&self) -> usize {
+        self.core().config().max_request_bytes
+    }
+    fn max_txn_ops(&self) -> usize {
+        self.core().config().max_txn_ops
+    }
+    async fn check_quota(&self, cost: usize) -> ServerResult<()> {
+        crate::server::Kv::check_quota(self, cost).await
+    }
+    async fn read_barrier(&self) -> ServerResult<()> {
+        self.core().read_barrier().await
+    }
+    async fn range(&self, r: &RangeRequest) -> ServerResult<RangeResponse> {
+        crate::server::Kv::range(self, r).await
+    }
+    fn range_local(&self, r: &RangeRequest) -> ServerResult<RangeResponse> {
+        crate::server::Kv::range_local(self, r)
+    }
+    async fn put(&self, r: PutRequest) -> ServerResult<PutResponse> {
+        crate::server::Kv::put(self, r).await
+    }
+    async fn delete_range(&self, r: DeleteRangeRequest) -> ServerResult<DeleteRangeResponse> {
+        crate::server::Kv::delete_range(self, r).await
+    }
+    async fn txn(&self, r: TxnRequest) -> ServerResult<TxnResponse> {
+        crate::server::Kv::txn(self, r).await
+    }
+    async fn compact(&self, r: CompactionRequest) -> ServerResult<CompactionResponse> {
+        crate::server::Kv::compact(self, r).await
+    }
+}
+
+pub struct KvService<K = crate::server::Kv> {
+    server: Arc<K>,
+}
+
+impl<K: KvApi> KvService<K> {
+    pub fn new(server: Arc<K>) -> Self {
         KvService { server }
     }
 }
@@ -38,7 +105,7 @@ impl KvService {
 type RangeStreamItems = Pin<Box<dyn Stream<Item = Result<RangeStreamResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl Kv for KvService {
+impl<K: KvApi> Kv for KvService<K> {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let r = req.into_inner();
         check_range_request(&r)?;
@@ -63,7 +130,7 @@ impl Kv for KvService {
             self.server.read_barrier().await?;
         }
         let server = self.server.clone();
-        let max_bytes = server.config().max_request_bytes;
+        let max_bytes = server.max_request_bytes();
         let stream = async_stream::try_stream! {
             let mut r = r;
             if r.count_only {
@@ -158,7 +225,7 @@ impl Kv for KvService {
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let r = req.into_inner();
         self.server.check_quota(alarm::cost_txn(&r)).await?;
-        check_txn_request(&r, self.server.config().max_txn_ops)?;
+        check_txn_request(&r, self.server.max_txn_ops())?;
         check_intervals(&r.success)?;
         check_intervals(&r.failure)?;
         let mut resp = self.server.txn(r).await?;

@@ -1,27 +1,78 @@
 //! The `etcdserverpb.Lease` service (etcd: `server/etcdserver/api/v3rpc/lease.go`).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::header::fill;
-use crate::error::Error;
+use super::header::{HeaderSource, fill};
+use crate::error::{Error, Result as ServerResult};
 use crate::proto::etcdserverpb::lease_server::Lease;
 use crate::proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, ResponseHeader,
 };
-use crate::server::{Server, alarm};
+use crate::server::alarm;
 
-pub struct LeaseService {
-    server: Arc<Server>,
+/// What the Lease service needs of the server: [`crate::server::Leases`],
+/// or a fake in tests.
+pub trait LeaseApi: HeaderSource + Send + Sync + 'static {
+    fn has_leader(&self) -> bool;
+    /// The quota check before a write that costs `cost` bytes.
+    fn check_quota(&self, cost: usize) -> impl Future<Output = ServerResult<()>> + Send;
+    fn lease_grant(
+        &self,
+        r: LeaseGrantRequest,
+    ) -> impl Future<Output = ServerResult<LeaseGrantResponse>> + Send;
+    fn lease_revoke(
+        &self,
+        r: LeaseRevokeRequest,
+    ) -> impl Future<Output = ServerResult<LeaseRevokeResponse>> + Send;
+    /// One keep-alive: the lease's granted TTL.
+    fn lease_renew(&self, id: i64) -> impl Future<Output = ServerResult<i64>> + Send;
+    fn lease_time_to_live(
+        &self,
+        r: &LeaseTimeToLiveRequest,
+    ) -> impl Future<Output = ServerResult<LeaseTimeToLiveResponse>> + Send;
+    fn lease_leases(&self) -> LeaseLeasesResponse;
 }
 
-impl LeaseService {
-    pub fn new(server: Arc<Server>) -> Self {
+impl LeaseApi for crate::server::Leases {
+    fn has_leader(&self) -> bool {
+        self.core().has_leader()
+    }
+    async fn check_quota(&self, cost: usize) -> ServerResult<()> {
+        crate::server::Leases::check_quota(self, cost).await
+    }
+    async fn lease_grant(&self, r: LeaseGrantRequest) -> ServerResult<LeaseGrantResponse> {
+        crate::server::Leases::lease_grant(self, r).await
+    }
+    async fn lease_revoke(&self, r: LeaseRevokeRequest) -> ServerResult<LeaseRevokeResponse> {
+        crate::server::Leases::lease_revoke(self, r).await
+    }
+    async fn lease_renew(&self, id: i64) -> ServerResult<i64> {
+        crate::server::Leases::lease_renew(self, id).await
+    }
+    async fn lease_time_to_live(
+        &self,
+        r: &LeaseTimeToLiveRequest,
+    ) -> ServerResult<LeaseTimeToLiveResponse> {
+        crate::server::Leases::lease_time_to_live(self, r).await
+    }
+    fn lease_leases(&self) -> LeaseLeasesResponse {
+        crate::server::Leases::lease_leases(self)
+    }
+}
+
+pub struct LeaseService<L = crate::server::Leases> {
+    server: Arc<L>,
+}
+
+impl<L: LeaseApi> LeaseService<L> {
+    pub fn new(server: Arc<L>) -> Self {
         LeaseService { server }
     }
 }
@@ -29,7 +80,7 @@ impl LeaseService {
 type KeepAlives = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl Lease for LeaseService {
+impl<L: LeaseApi> Lease for LeaseService<L> {
     async fn lease_grant(
         &self,
         req: Request<LeaseGrantRequest>,

@@ -6,38 +6,94 @@
 //! Downgrade (oxcd cannot be downgraded to an older etcd). Hash and
 //! Snapshot answer `Unimplemented` (docs/COMPATIBILITY.md).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use super::header::fill;
-use crate::error::Error;
+use super::header::{HeaderSource, fill};
+use crate::error::{Error, Result as ServerResult};
 use crate::proto::etcdserverpb::downgrade_request::DowngradeAction;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, DowngradeInfo,
-    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
-    MoveLeaderRequest, MoveLeaderResponse, ResponseHeader, SnapshotRequest, SnapshotResponse,
-    StatusRequest, StatusResponse,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
+    DowngradeInfo, DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest,
+    HashResponse, MoveLeaderRequest, MoveLeaderResponse, ResponseHeader, SnapshotRequest,
+    SnapshotResponse, StatusRequest, StatusResponse,
 };
-use crate::server::{Server, alarm};
+use crate::server::{RaftState, alarm};
 use crate::snapshot::{self, Archive as _};
 use crate::version;
 
-pub struct MaintenanceService {
-    server: Arc<Server>,
+/// What the Maintenance service needs of the server:
+/// [`crate::server::Maintenance`], or a fake in tests.
+pub trait MaintenanceApi: HeaderSource + Send + Sync + 'static {
+    fn raft_state(&self) -> RaftState;
+    /// Backend bytes in all and in use.
+    fn db_sizes(&self) -> (u64, u64);
+    fn is_learner(&self) -> bool;
+    fn quota_bytes(&self) -> i64;
+    /// The active alarms of type `alarm` (every one for NONE).
+    fn alarms(&self, alarm: i32) -> Vec<AlarmMember>;
+    fn alarm(&self, r: AlarmRequest) -> impl Future<Output = ServerResult<AlarmResponse>> + Send;
+    fn defragment(&self) -> impl Future<Output = ServerResult<()>> + Send;
+    fn hash_all(&self) -> ServerResult<(u32, i64)>;
+    fn hash_kv(&self, rev: i64) -> ServerResult<crate::mvcc::KvHash>;
+    /// A checkpoint of the backend to stream as a snapshot.
+    fn checkpoint(&self) -> ServerResult<crate::storage::Checkpoint>;
+    fn move_leader(&self, target: u64) -> impl Future<Output = ServerResult<()>> + Send;
 }
 
-impl MaintenanceService {
-    pub fn new(server: Arc<Server>) -> Self {
+impl MaintenanceApi for crate::server::Maintenance {
+    fn raft_state(&self) -> RaftState {
+        crate::server::Maintenance::raft_state(self)
+    }
+    fn db_sizes(&self) -> (u64, u64) {
+        crate::server::Maintenance::db_sizes(self)
+    }
+    fn is_learner(&self) -> bool {
+        self.core().is_learner()
+    }
+    fn quota_bytes(&self) -> i64 {
+        crate::server::Maintenance::quota_bytes(self)
+    }
+    fn alarms(&self, alarm: i32) -> Vec<AlarmMember> {
+        crate::server::Maintenance::alarms(self, alarm)
+    }
+    async fn alarm(&self, r: AlarmRequest) -> ServerResult<AlarmResponse> {
+        crate::server::Maintenance::alarm(self, r).await
+    }
+    async fn defragment(&self) -> ServerResult<()> {
+        crate::server::Maintenance::defragment(self).await
+    }
+    fn hash_all(&self) -> ServerResult<(u32, i64)> {
+        crate::server::Maintenance::hash_all(self)
+    }
+    fn hash_kv(&self, rev: i64) -> ServerResult<crate::mvcc::KvHash> {
+        crate::server::Maintenance::hash_kv(self, rev)
+    }
+    fn checkpoint(&self) -> ServerResult<crate::storage::Checkpoint> {
+        crate::server::Maintenance::checkpoint(self)
+    }
+    async fn move_leader(&self, target: u64) -> ServerResult<()> {
+        crate::server::Maintenance::move_leader(self, target).await
+    }
+}
+
+pub struct MaintenanceService<M = crate::server::Maintenance> {
+    server: Arc<M>,
+}
+
+impl<M: MaintenanceApi> MaintenanceService<M> {
+    pub fn new(server: Arc<M>) -> Self {
         MaintenanceService { server }
     }
 }
 
 /// The Status response of this member.
-pub fn status(server: &Server) -> StatusResponse {
+pub fn status(server: &impl MaintenanceApi) -> StatusResponse {
     let raft = server.raft_state();
     let (db_size, in_use) = server.db_sizes();
     let mut errors = Vec::new();
@@ -93,7 +149,7 @@ fn downgrade_target(v: &str) -> Option<(u64, u64)> {
 type Snapshots = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl Maintenance for MaintenanceService {
+impl<M: MaintenanceApi> Maintenance for MaintenanceService<M> {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let mut resp = self.server.alarm(req.into_inner()).await?;
         fill(&self.server, &mut resp.header);
@@ -104,7 +160,7 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        Ok(Response::new(status(&self.server)))
+        Ok(Response::new(status(&*self.server)))
     }
 
     async fn defragment(
@@ -158,7 +214,7 @@ impl Maintenance for MaintenanceService {
         let server = self.server.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
-            let sent = send_snapshot(&server, &tx);
+            let sent = send_snapshot(&*server, &tx);
             if let Err(e) = sent {
                 tracing::warn!(error = %e, "sending a snapshot failed");
                 let _ = tx.blocking_send(Err(Status::from(e)));
@@ -210,7 +266,7 @@ impl Maintenance for MaintenanceService {
 
 type SnapshotSender = tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>;
 
-fn send_snapshot(server: &Server, tx: &SnapshotSender) -> crate::error::Result<()> {
+fn send_snapshot(server: &impl MaintenanceApi, tx: &SnapshotSender) -> crate::error::Result<()> {
     let cp = server.checkpoint()?;
     let total = cp.archive_len();
     tracing::info!(total_bytes = total, "sending database snapshot to client");

@@ -1,6 +1,8 @@
 //! The client-facing edge: gRPC services over the client URLs. Each handler
-//! validates its request, calls [`crate::server::Server`], and fills the
-//! response header (etcd: `server/etcdserver/api/v3rpc`).
+//! validates its request, calls its domain's facade in [`crate::server`]
+//! through a narrow trait (`KvApi`, `WatchApi`, `LeaseApi`, `ClusterApi`,
+//! `MaintenanceApi`, `RecipesApi`), and fills the response header (etcd:
+//! `server/etcdserver/api/v3rpc`).
 //!
 //! Served so far: `etcdserverpb.KV`, `Watch`, `Lease`, `Cluster` (MemberList)
 //! and `Maintenance` (see `maintenance`), `v3lockpb.Lock`,
@@ -58,9 +60,9 @@ pub async fn bind(addrs: &[(String, SocketAddr)]) -> Result<Vec<(String, TcpList
 /// services for requests other members forward to this one when it leads.
 pub fn serve_peers(server: Arc<Server>, listeners: Vec<(String, TcpListener)>) {
     for (url, listener) in listeners {
-        let peer = server.peer_service();
-        let lease = LeaseServer::new(lease::LeaseService::new(server.clone()));
-        let cluster = ClusterServer::new(cluster::ClusterService::new(server.clone()));
+        let peer = server.membership().peer_service();
+        let lease = LeaseServer::new(lease::LeaseService::new(server.leases().clone()));
+        let cluster = ClusterServer::new(cluster::ClusterService::new(server.membership().clone()));
         tracing::info!(address = %url, "serving peer traffic");
         tokio::spawn(async move {
             let r = tonic::transport::Server::builder()
@@ -85,27 +87,29 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let max_recv = server.config().max_request_bytes + GRPC_OVERHEAD_BYTES;
-    let kv = KvServer::new(kv::KvService::new(server.clone()))
+    let kv = KvServer::new(kv::KvService::new(server.kv().clone()))
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
-    let watch = WatchServer::new(watch::WatchService::new(server.clone()))
+    let watch = WatchServer::new(watch::WatchService::new(server.watch().clone()))
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
-    let lease = LeaseServer::new(lease::LeaseService::new(server.clone()))
+    let lease = LeaseServer::new(lease::LeaseService::new(server.leases().clone()))
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
-    let lock = LockServer::new(concurrency::LockService::new(server.clone()))
+    let lock = LockServer::new(concurrency::LockService::new(server.recipes().clone()))
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
-    let election = ElectionServer::new(concurrency::ElectionService::new(server.clone()))
+    let election = ElectionServer::new(concurrency::ElectionService::new(server.recipes().clone()))
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
-    let cluster = ClusterServer::new(cluster::ClusterService::new(server.clone()))
+    let cluster = ClusterServer::new(cluster::ClusterService::new(server.membership().clone()))
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(usize::MAX);
-    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(server.clone()))
-        .max_decoding_message_size(max_recv)
-        .max_encoding_message_size(usize::MAX);
+    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(
+        server.maintenance().clone(),
+    ))
+    .max_decoding_message_size(max_recv)
+    .max_encoding_message_size(usize::MAX);
     // grpc.health.v1.Health: the server ("") is SERVING, as in etcd.
     let (_health_reporter, health) = tonic_health::server::health_reporter();
     let mut tasks = tokio::task::JoinSet::new();

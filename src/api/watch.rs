@@ -16,22 +16,48 @@ use futures::Stream;
 use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::header::fill_without_revision;
+use super::header::{HeaderSource, fill_without_revision};
 use crate::error::Error;
 use crate::mvcc::watch::{WatchMsg, WatchStream};
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::watch_server::Watch;
 use crate::proto::etcdserverpb::{WatchRequest, WatchResponse};
-use crate::proto::mvccpb::Event;
 use crate::proto::mvccpb::event::EventType;
-use crate::server::Server;
+use crate::proto::mvccpb::{Event, KeyValue};
 
-pub struct WatchService {
-    server: Arc<Server>,
+/// What the Watch service needs of the server: [`crate::server::Watch`],
+/// or a fake in tests.
+pub trait WatchApi: HeaderSource + Send + Sync + 'static {
+    fn has_leader(&self) -> bool;
+    /// `--max-request-bytes`.
+    fn max_request_bytes(&self) -> usize;
+    /// A new watch stream and the receiver of its messages.
+    fn open_stream(&self) -> (WatchStream, tokio::sync::mpsc::Receiver<WatchMsg>);
+    /// The version of `key` at `rev`, for `prev_kv`.
+    fn kv_at(&self, key: &[u8], rev: i64) -> Option<KeyValue>;
 }
 
-impl WatchService {
-    pub fn new(server: Arc<Server>) -> Self {
+impl WatchApi for crate::server::Watch {
+    fn has_leader(&self) -> bool {
+        self.core().has_leader()
+    }
+    fn max_request_bytes(&self) -> usize {
+        self.core().config().max_request_bytes
+    }
+    fn open_stream(&self) -> (WatchStream, tokio::sync::mpsc::Receiver<WatchMsg>) {
+        crate::server::Watch::open_stream(self)
+    }
+    fn kv_at(&self, key: &[u8], rev: i64) -> Option<KeyValue> {
+        crate::server::Watch::kv_at(self, key, rev)
+    }
+}
+
+pub struct WatchService<W = crate::server::Watch> {
+    server: Arc<W>,
+}
+
+impl<W: WatchApi> WatchService<W> {
+    pub fn new(server: Arc<W>) -> Self {
         WatchService { server }
     }
 }
@@ -47,7 +73,7 @@ pub fn requires_leader<T>(req: &Request<T>) -> bool {
 }
 
 #[tonic::async_trait]
-impl Watch for WatchService {
+impl<W: WatchApi> Watch for WatchService<W> {
     type WatchStream = WatchResponses;
 
     async fn watch(
@@ -58,7 +84,7 @@ impl Watch for WatchService {
             return Err(Error::NoLeader.into());
         }
         let mut inbound = req.into_inner();
-        let (stream, mut rx) = self.server.watch_hub().open_stream();
+        let (stream, mut rx) = self.server.open_stream();
         tokio::spawn(async move {
             // Requests are handled strictly in order, so `created` replies
             // go out in the order the creates arrived.
@@ -71,7 +97,7 @@ impl Watch for WatchService {
         let server = self.server.clone();
         let out = async_stream::stream! {
             while let Some(msg) = rx.recv().await {
-                for resp in finish(&server, msg) {
+                for resp in finish(&*server, msg) {
                     yield Ok(resp);
                 }
             }
@@ -100,7 +126,7 @@ fn is_create(e: &Event) -> bool {
 }
 
 /// Completes a queued response: `prev_kv`, header, fragmentation.
-fn finish(server: &Server, msg: WatchMsg) -> Vec<WatchResponse> {
+fn finish(server: &impl WatchApi, msg: WatchMsg) -> Vec<WatchResponse> {
     let WatchMsg {
         mut resp,
         prev_kv,
@@ -118,7 +144,7 @@ fn finish(server: &Server, msg: WatchMsg) -> Vec<WatchResponse> {
         }
     }
     fill_without_revision(server, &mut resp.header);
-    let limit = server.config().max_request_bytes + super::GRPC_OVERHEAD_BYTES;
+    let limit = server.max_request_bytes() + super::GRPC_OVERHEAD_BYTES;
     if !fragment || resp.events.len() < 2 || resp.encoded_len() < limit {
         return vec![*resp];
     }

@@ -11,13 +11,98 @@
 //! backend would pass `--quota-backend-bytes`.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use crate::error::Result;
+use super::Core;
+use crate::error::{Error, Result};
+use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::request_op::Request as Op;
-use crate::proto::etcdserverpb::{AlarmMember, AlarmType, PutRequest, TxnRequest};
+use crate::proto::etcdserverpb::{AlarmMember, AlarmRequest, AlarmType, PutRequest, TxnRequest};
+use crate::proto::oxcdpb::internal_raft_request::Request;
 use crate::storage::{Cf, Db};
+
+/// etcd's backend quota when `--quota-backend-bytes` is 0
+/// (`DefaultQuotaBytes`, 2 GiB).
+pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
+
+/// The backend quota check every write passes before it is proposed
+/// (etcd: `quotaKVServer`, `quotaLeaseServer`).
+pub struct Quota {
+    core: Arc<Core>,
+    db: Arc<Db>,
+    /// The backend's size as last measured, and when (milliseconds since
+    /// `started`).
+    size: AtomicU64,
+    size_at: AtomicU64,
+    started: Instant,
+}
+
+impl Quota {
+    pub fn new(core: Arc<Core>, db: Arc<Db>) -> Quota {
+        Quota {
+            core,
+            db,
+            size: AtomicU64::new(0),
+            size_at: AtomicU64::new(u64::MAX),
+            started: Instant::now(),
+        }
+    }
+
+    /// The backend quota: `--quota-backend-bytes`, or etcd's default when
+    /// it is 0.
+    pub fn bytes(&self) -> i64 {
+        let q = self.core.config().quota_backend_bytes;
+        if q > 0 { q } else { DEFAULT_QUOTA_BYTES }
+    }
+
+    /// The backend's size, measured at most every 100 ms.
+    fn size(&self) -> u64 {
+        let now = self.started.elapsed().as_millis() as u64;
+        let at = self.size_at.load(Ordering::Acquire);
+        if (at == u64::MAX || now.saturating_sub(at) >= 100)
+            && self
+                .size_at
+                .compare_exchange(at, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let size = self.db.approximate_size();
+            self.size.store(size, Ordering::Release);
+            return size;
+        }
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// etcd's quota check before proposing a write that costs `cost`
+    /// bytes: past `--quota-backend-bytes`, this member raises a NOSPACE
+    /// alarm and the write fails with "database space exceeded".
+    pub async fn check(&self, cost: usize) -> Result<()> {
+        if cost == 0 {
+            return Ok(());
+        }
+        let quota = u64::try_from(self.bytes()).unwrap_or(0);
+        if self.size().saturating_add(cost as u64) < quota {
+            return Ok(());
+        }
+        // Refuse only on a fresh measurement (a defragmentation may just
+        // have shrunk the backend).
+        let size = self.db.approximate_size();
+        self.size.store(size, Ordering::Release);
+        if size.saturating_add(cost as u64) < quota {
+            return Ok(());
+        }
+        let raise = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: self.core.member_id(),
+            alarm: AlarmType::Nospace as i32,
+        };
+        if let Err(e) = self.core.propose(Request::Alarm(raise)).await {
+            tracing::warn!(error = %e, "could not raise the NOSPACE alarm");
+        }
+        Err(Error::NoSpace)
+    }
+}
 
 /// Bytes a put costs against the quota beyond its key and value.
 const KV_OVERHEAD: usize = 256;

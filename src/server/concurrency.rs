@@ -10,7 +10,11 @@
 
 use bytes::Bytes;
 
-use super::Server;
+use std::sync::{Arc, Weak};
+
+use super::kv::Kv;
+use super::lease::Leases;
+use super::watch::Watch;
 use crate::error::{Error, Result};
 use crate::mvcc::watch::Created;
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -18,8 +22,8 @@ use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::request_op::Request as Op;
 use crate::proto::etcdserverpb::response_op::Response as OpResp;
 use crate::proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, RangeResponse,
-    RequestOp, ResponseHeader, TxnRequest, TxnResponse, WatchCreateRequest,
+    Compare, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, PutRequest, RangeRequest,
+    RangeResponse, RequestOp, ResponseHeader, TxnRequest, TxnResponse, WatchCreateRequest,
 };
 use crate::proto::mvccpb::KeyValue;
 use crate::proto::mvccpb::event::EventType;
@@ -89,12 +93,28 @@ pub struct Held {
     pub lease: i64,
 }
 
-impl Server {
+/// The lock and election recipes, on the KV, lease and watch facades.
+pub struct Recipes {
+    kv: Arc<Kv>,
+    leases: Arc<Leases>,
+    watch: Arc<Watch>,
+}
+
+impl Recipes {
+    pub fn new(kv: Arc<Kv>, leases: Arc<Leases>, watch: Arc<Watch>) -> Recipes {
+        Recipes { kv, leases, watch }
+    }
+
+    pub fn core(&self) -> &Arc<super::Core> {
+        self.kv.core()
+    }
+
     async fn session_lease(&self, lease: i64) -> Result<i64> {
         if lease != 0 {
             return Ok(lease);
         }
         let g = self
+            .leases
             .lease_grant(LeaseGrantRequest {
                 ttl: DEFAULT_SESSION_TTL,
                 id: 0,
@@ -105,7 +125,7 @@ impl Server {
 
     /// Waits until the key `key` is deleted at a revision after `rev`.
     async fn wait_delete(&self, key: &[u8], rev: i64) -> Result<()> {
-        let (stream, mut rx) = self.watch_hub().open_stream();
+        let (stream, mut rx) = self.watch.open_stream();
         let req = WatchCreateRequest {
             key: Bytes::copy_from_slice(key),
             start_revision: rev + 1,
@@ -135,6 +155,7 @@ impl Server {
     async fn wait_deletes(&self, prefix: &[u8], max_rev: i64) -> Result<Option<ResponseHeader>> {
         loop {
             let r = self
+                .kv
                 .range(&by_create(prefix, SortOrder::Descend, max_rev))
                 .await?;
             let Some(last) = r.kvs.first() else {
@@ -159,6 +180,7 @@ impl Server {
         };
         let owner = by_create(&prefix, SortOrder::Ascend, 0);
         let t = self
+            .kv
             .txn(TxnRequest {
                 compare: vec![created_at(&key, 0)],
                 success: vec![op(Op::RequestPut(put)), op(Op::RequestRange(owner.clone()))],
@@ -174,14 +196,14 @@ impl Server {
         let first = range_resp(&t, 1).and_then(|r| r.kvs.first());
         // Release the key if we give up (error, or the client goes away).
         let guard = ReleaseOnDrop {
-            server: self.me.get().cloned(),
+            kv: Arc::downgrade(&self.kv),
             key: Some(key.clone()),
         };
         let header = if first.is_none_or(|kv| kv.create_revision == rev) {
             t.header
         } else {
             let header = self.wait_deletes(&prefix, rev - 1).await?;
-            if self.range(&get(&key)).await?.kvs.is_empty() {
+            if self.kv.range(&get(&key)).await?.kvs.is_empty() {
                 return Err(Error::SessionExpired);
             }
             header
@@ -193,6 +215,16 @@ impl Server {
             rev,
             lease,
         })
+    }
+
+    /// Releases a lock by deleting its key (etcd: `Unlock`).
+    pub async fn unlock(&self, key: Bytes) -> Result<DeleteRangeResponse> {
+        self.kv
+            .delete_range(DeleteRangeRequest {
+                key,
+                ..Default::default()
+            })
+            .await
     }
 
     /// Campaigns for leadership of `name` (etcd: `Election.Campaign`);
@@ -210,6 +242,7 @@ impl Server {
             ..Default::default()
         };
         let t = self
+            .kv
             .txn(TxnRequest {
                 compare: vec![created_at(&key, 0)],
                 success: vec![op(Op::RequestPut(put))],
@@ -218,7 +251,7 @@ impl Server {
             .await?;
         let mut rev = t.header.as_ref().map_or(0, |h| h.revision);
         let guard = ReleaseOnDrop {
-            server: self.me.get().cloned(),
+            kv: Arc::downgrade(&self.kv),
             key: Some(key.clone()),
         };
         if !t.succeeded {
@@ -255,6 +288,7 @@ impl Server {
             ..Default::default()
         };
         let t = self
+            .kv
             .txn(TxnRequest {
                 compare: vec![created_at(key, rev)],
                 success: vec![op(Op::RequestPut(put))],
@@ -274,6 +308,7 @@ impl Server {
             ..Default::default()
         };
         let t = self
+            .kv
             .txn(TxnRequest {
                 compare: vec![created_at(key, rev)],
                 success: vec![op(Op::RequestDeleteRange(del))],
@@ -288,6 +323,7 @@ impl Server {
         let mut prefix = name.to_vec();
         prefix.push(b'/');
         let r = self
+            .kv
             .range(&by_create(&prefix, SortOrder::Ascend, 0))
             .await?;
         let kv = r.kvs.into_iter().next().ok_or(Error::ElectionNoLeader)?;
@@ -305,9 +341,9 @@ impl Server {
         prefix.push(b'/');
         async_stream::try_stream! {
             loop {
-                let r = self.range(&by_create(&prefix, SortOrder::Ascend, 0)).await?;
+                let r = self.kv.range(&by_create(&prefix, SortOrder::Ascend, 0)).await?;
                 let rev = r.header.as_ref().map_or(0, |h| h.revision);
-                let (stream, mut rx) = self.watch_hub().open_stream();
+                let (stream, mut rx) = self.watch.open_stream();
                 let (mut header, mut kv) = match r.kvs.into_iter().next() {
                     Some(kv) => (r.header, kv),
                     None => {
@@ -336,7 +372,7 @@ impl Server {
                 drop((stream, rx));
                 yield (header.take(), kv.clone());
                 // Follow the leader's key until it goes away.
-                let (stream, mut rx) = self.watch_hub().open_stream();
+                let (stream, mut rx) = self.watch.open_stream();
                 stream.create(&WatchCreateRequest {
                     key: kv.key.clone(),
                     start_revision: kv.mod_revision + 1,
@@ -365,7 +401,7 @@ impl Server {
 /// Deletes a lock or campaign key unless disarmed: a waiter that gives up
 /// (error or cancellation) must not stay queued (etcd deletes it too).
 struct ReleaseOnDrop {
-    server: Option<std::sync::Weak<Server>>,
+    kv: Weak<Kv>,
     key: Option<Vec<u8>>,
 }
 
@@ -377,14 +413,11 @@ impl ReleaseOnDrop {
 
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
-        let (Some(key), Some(server)) = (
-            self.key.take(),
-            self.server.as_ref().and_then(std::sync::Weak::upgrade),
-        ) else {
+        let (Some(key), Some(kv)) = (self.key.take(), self.kv.upgrade()) else {
             return;
         };
         tokio::spawn(async move {
-            let _ = server
+            let _ = kv
                 .delete_range(DeleteRangeRequest {
                     key: key.into(),
                     ..Default::default()

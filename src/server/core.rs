@@ -15,9 +15,12 @@ use std::sync::atomic::Ordering;
 use prost::Message as _;
 use raft::prelude::ConfChange;
 
-use super::apply::ApplyResult;
+use tokio::sync::watch;
+
+use super::apply::{ApplyResult, Response};
 use super::read::ReadBarrier;
 use super::wait::{IdGenerator, Wait};
+use crate::cluster::Members;
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::mvcc::Store;
@@ -48,27 +51,36 @@ pub struct Core {
     wait: Arc<Wait<ApplyResult>>,
     ids: IdGenerator,
     read: ReadBarrier,
+    members: Arc<Members>,
+    applied: watch::Receiver<u64>,
+}
+
+/// What [`Core::new`] is built from.
+pub struct CoreParts {
+    pub cfg: ServerConfig,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub store: Arc<Store>,
+    pub raft: RaftHandle,
+    pub wait: Arc<Wait<ApplyResult>>,
+    pub read: ReadBarrier,
+    pub members: Arc<Members>,
+    pub applied: watch::Receiver<u64>,
 }
 
 impl Core {
-    pub fn new(
-        cfg: ServerConfig,
-        member_id: u64,
-        cluster_id: u64,
-        store: Arc<Store>,
-        raft: RaftHandle,
-        wait: Arc<Wait<ApplyResult>>,
-        read: ReadBarrier,
-    ) -> Core {
+    pub fn new(p: CoreParts) -> Core {
         Core {
-            cfg,
-            member_id,
-            cluster_id,
-            store,
-            raft,
-            wait,
-            ids: IdGenerator::new(member_id),
-            read,
+            ids: IdGenerator::new(p.member_id),
+            cfg: p.cfg,
+            member_id: p.member_id,
+            cluster_id: p.cluster_id,
+            store: p.store,
+            raft: p.raft,
+            wait: p.wait,
+            read: p.read,
+            members: p.members,
+            applied: p.applied,
         }
     }
 
@@ -82,6 +94,21 @@ impl Core {
 
     pub fn cluster_id(&self) -> u64 {
         self.cluster_id
+    }
+
+    /// The member table as of this member's applied index.
+    pub fn members(&self) -> &Arc<Members> {
+        &self.members
+    }
+
+    /// Whether this member is a learner.
+    pub fn is_learner(&self) -> bool {
+        self.members.is_learner(self.member_id)
+    }
+
+    /// The applier's progress: the last applied index.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
     }
 
     /// The raft thread's handle.
@@ -203,6 +230,11 @@ impl Core {
         }
         self.read.wait().await
     }
+}
+
+/// The error for an apply result of the wrong kind (a bug).
+pub fn unexpected(r: Response) -> Error {
+    Error::internal(format!("unexpected apply result {r:?}"))
 }
 
 struct CancelGuard<'a> {

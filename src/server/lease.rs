@@ -5,14 +5,17 @@
 //! (etcd: `v3_server.go` `LeaseGrant`/`LeaseRenew`, `server.go`
 //! `revokeExpiredLeases`, `lessor.go` checkpoint scheduling).
 
-use std::sync::Weak;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::Server;
+use super::alarm::Quota;
 use super::apply::Response;
+use super::core::{Core, unexpected};
 use crate::error::{Error, Result};
-use crate::lease::{self, Lessor, MAX_LEASE_TTL};
+use crate::lease::{self, Lessor, MAX_LEASE_TTL, SharedLessor};
+use crate::mvcc::Store;
+use crate::peer::LeaderClient;
 use crate::proto::etcdserverpb::{
     LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse,
     LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
@@ -56,7 +59,42 @@ pub fn load(db: &crate::storage::Db, lessor: &mut Lessor) -> Result<()> {
     Ok(it.status()?)
 }
 
-impl Server {
+/// The lease facade: the lessor, the leader's client for forwarding, and
+/// the quota check for grants.
+pub struct Leases {
+    core: Arc<Core>,
+    store: Arc<Store>,
+    lessor: SharedLessor,
+    leader: Arc<LeaderClient>,
+    quota: Arc<Quota>,
+}
+
+impl Leases {
+    pub fn new(
+        core: Arc<Core>,
+        store: Arc<Store>,
+        lessor: SharedLessor,
+        leader: Arc<LeaderClient>,
+        quota: Arc<Quota>,
+    ) -> Leases {
+        Leases {
+            core,
+            store,
+            lessor,
+            leader,
+            quota,
+        }
+    }
+
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// The quota check before a write that costs `cost` bytes.
+    pub async fn check_quota(&self, cost: usize) -> Result<()> {
+        self.quota.check(cost).await
+    }
+
     /// Keeps the lessor's role in step with raft leadership.
     fn sync_lease_role(&self) {
         let leader = self.core.leader() == self.core.member_id();
@@ -76,16 +114,16 @@ impl Server {
         while r.id == lease::NO_LEASE {
             r.id = (self.core.next_id() & (i64::MAX as u64)) as i64;
         }
-        match self.propose(Request::LeaseGrant(r)).await? {
+        match self.core.propose(Request::LeaseGrant(r)).await? {
             Response::LeaseGrant(g) => Ok(g),
-            other => Err(super::unexpected(other)),
+            other => Err(unexpected(other)),
         }
     }
 
     pub async fn lease_revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
-        match self.propose(Request::LeaseRevoke(r)).await? {
+        match self.core.propose(Request::LeaseRevoke(r)).await? {
             Response::LeaseRevoke(g) => Ok(g),
-            other => Err(super::unexpected(other)),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -94,7 +132,7 @@ impl Server {
     /// then a grant may still be on its way through the log, so it waits
     /// (at most a second) for the applier to catch up and looks again.
     pub async fn lease_renew(&self, id: i64) -> Result<i64> {
-        if !self.has_leader() {
+        if !self.core.has_leader() {
             return Err(Error::NoLeader);
         }
         self.sync_lease_role();
@@ -104,7 +142,7 @@ impl Server {
         match self.try_renew(id) {
             Err(Error::LeaseNotFound) => {
                 let commit = self.core.raft().status.commit.load(Ordering::Acquire);
-                let mut applied = self.applied.clone();
+                let mut applied = self.core.applied();
                 let caught_up = tokio::time::timeout(
                     Duration::from_secs(1),
                     applied.wait_for(|a| *a >= commit),
@@ -132,12 +170,10 @@ impl Server {
     }
 
     fn checkpoint_later(&self, checkpoints: Vec<LeaseCheckpoint>) {
-        let Some(me) = self.me.get().and_then(Weak::upgrade) else {
-            return;
-        };
+        let core = self.core.clone();
         tokio::spawn(async move {
             let req = Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints });
-            if let Err(e) = me.propose(req).await {
+            if let Err(e) = core.propose(req).await {
                 tracing::warn!(error = %e, "failed to checkpoint leases");
             }
         });
@@ -160,7 +196,7 @@ impl Server {
         r: &LeaseTimeToLiveRequest,
     ) -> Result<LeaseTimeToLiveResponse> {
         self.sync_lease_role();
-        if self.has_leader() && !self.is_leader() {
+        if self.core.has_leader() && !self.is_leader() {
             return self.leader.lease_time_to_live(r).await;
         }
         self.local_time_to_live(r)
@@ -214,12 +250,12 @@ impl Server {
 }
 
 /// The leader's lease timer: revokes expired leases and checkpoints
-/// remaining TTLs through raft. Ends when the server is dropped.
-pub async fn run_timer(server: Weak<Server>) {
+/// remaining TTLs through raft. Ends when the facade is dropped.
+pub async fn run_timer(leases: Weak<Leases>) {
     let per_tick = (REVOKES_PER_SECOND as u128 * TICK.as_millis() / 1000).max(1) as usize;
     loop {
         tokio::time::sleep(TICK).await;
-        let Some(s) = server.upgrade() else { return };
+        let Some(s) = leases.upgrade() else { return };
         s.sync_lease_role();
         let now = Instant::now();
         let (expired, checkpoints) = {
@@ -233,9 +269,9 @@ pub async fn run_timer(server: Weak<Server>) {
             )
         };
         for id in expired {
-            let s = s.clone();
+            let core = s.core.clone();
             tokio::spawn(async move {
-                match s
+                match core
                     .propose(Request::LeaseRevoke(LeaseRevokeRequest { id }))
                     .await
                 {

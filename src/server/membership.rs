@@ -9,14 +9,17 @@
 //! makes with `--strict-reconfig-check` refuse changes that would leave
 //! the cluster without a working quorum.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType};
 
 use super::apply::Response;
-use super::{Server, unexpected};
+use super::core::{Core, unexpected};
+use crate::cluster::Members;
 use crate::error::{Error, Result};
+use crate::peer::{LeaderClient, Transport};
 use crate::proto::etcdserverpb::{Member, MemberUpdateRequest};
 use crate::proto::oxcdpb::{ConfChangeContext, internal_raft_request::Request};
 use crate::raft::node::ProgressView;
@@ -46,7 +49,58 @@ fn quorum(voters: usize) -> usize {
     voters / 2 + 1
 }
 
-impl Server {
+/// The cluster facade: the member table, the transport's view of peers,
+/// and the leader's client.
+pub struct Membership {
+    core: Arc<Core>,
+    members: Arc<Members>,
+    transport: Arc<Transport>,
+    leader: Arc<LeaderClient>,
+}
+
+impl Membership {
+    pub fn new(core: Arc<Core>, transport: Arc<Transport>, leader: Arc<LeaderClient>) -> Self {
+        Membership {
+            members: core.members().clone(),
+            core,
+            transport,
+            leader,
+        }
+    }
+
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// The peer protocol's service (raft messages, snapshots, members).
+    pub fn peer_service(
+        &self,
+    ) -> crate::proto::oxcdpb::peer_server::PeerServer<crate::peer::PeerService> {
+        crate::peer::PeerService::new(
+            self.transport.clone(),
+            self.core.config().data_dir.join("member"),
+        )
+    }
+
+    /// This member as the member list shows it.
+    pub fn member(&self) -> Member {
+        let cfg = self.core.config();
+        self.members
+            .get(self.core.member_id())
+            .unwrap_or_else(|| Member {
+                id: self.core.member_id(),
+                name: cfg.name.clone(),
+                peer_ur_ls: cfg.initial_advertise_peer_urls.clone(),
+                client_ur_ls: cfg.advertise_client_urls.clone(),
+                is_learner: false,
+            })
+    }
+
+    /// Every member, as of this member's applied index.
+    pub fn members(&self) -> Vec<Member> {
+        self.members.list()
+    }
+
     /// Proposes a configuration change and waits for the member list after
     /// it.
     async fn propose_conf_change(
@@ -203,6 +257,7 @@ impl Server {
             return Err(Error::MemberNotFound);
         }
         match self
+            .core
             .propose(Request::MemberUpdate(MemberUpdateRequest {
                 id,
                 peer_ur_ls: peer_urls,
