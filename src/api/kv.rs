@@ -259,6 +259,219 @@ fn adjust_chunk_limit(last: i64, last_size: usize, target: usize) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
+    use std::sync::Mutex;
+
+    /// A KV facade that records what the handler asked of it.
+    #[derive(Default)]
+    struct FakeKv {
+        learner: bool,
+        nospace: bool,
+        compacted: bool,
+        calls: Mutex<Vec<&'static str>>,
+    }
+
+    impl FakeKv {
+        fn called(&self, what: &'static str) {
+            self.calls.lock().unwrap().push(what);
+        }
+        fn calls(&self) -> Vec<&'static str> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl HeaderSource for FakeKv {
+        fn header(&self) -> ResponseHeader {
+            ResponseHeader {
+                cluster_id: 7,
+                member_id: 8,
+                revision: 42,
+                raft_term: 3,
+            }
+        }
+    }
+
+    impl KvApi for FakeKv {
+        fn is_learner(&self) -> bool {
+            self.learner
+        }
+        fn max_request_bytes(&self) -> usize {
+            1024
+        }
+        fn max_txn_ops(&self) -> usize {
+            2
+        }
+        async fn check_quota(&self, _cost: usize) -> ServerResult<()> {
+            self.called("check_quota");
+            if self.nospace {
+                return Err(Error::NoSpace);
+            }
+            Ok(())
+        }
+        async fn read_barrier(&self) -> ServerResult<()> {
+            self.called("read_barrier");
+            Ok(())
+        }
+        async fn range(&self, _r: &RangeRequest) -> ServerResult<RangeResponse> {
+            self.called("range");
+            if self.compacted {
+                return Err(Error::Compacted);
+            }
+            Ok(RangeResponse {
+                header: Some(ResponseHeader {
+                    revision: 5,
+                    ..Default::default()
+                }),
+                count: 1,
+                ..Default::default()
+            })
+        }
+        fn range_local(&self, _r: &RangeRequest) -> ServerResult<RangeResponse> {
+            self.called("range_local");
+            Ok(RangeResponse::default())
+        }
+        async fn put(&self, _r: PutRequest) -> ServerResult<PutResponse> {
+            self.called("put");
+            Ok(PutResponse::default())
+        }
+        async fn delete_range(&self, _r: DeleteRangeRequest) -> ServerResult<DeleteRangeResponse> {
+            self.called("delete_range");
+            Ok(DeleteRangeResponse::default())
+        }
+        async fn txn(&self, _r: TxnRequest) -> ServerResult<TxnResponse> {
+            self.called("txn");
+            Ok(TxnResponse::default())
+        }
+        async fn compact(&self, _r: CompactionRequest) -> ServerResult<CompactionResponse> {
+            self.called("compact");
+            Ok(CompactionResponse::default())
+        }
+    }
+
+    fn service(fake: FakeKv) -> (KvService<FakeKv>, Arc<FakeKv>) {
+        let fake = Arc::new(fake);
+        (KvService::new(fake.clone()), fake)
+    }
+
+    #[tokio::test]
+    async fn a_bad_put_is_refused_with_etcds_message_after_the_quota_check() {
+        let (svc, fake) = service(FakeKv::default());
+        let err = Kv::put(&svc, Request::new(PutRequest::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert_eq!(err.message(), "etcdserver: key is not provided");
+        // etcd's quota server wraps the KV server: quota first, and the
+        // facade never sees the invalid request.
+        assert_eq!(fake.calls(), ["check_quota"]);
+
+        let (svc, fake) = service(FakeKv {
+            nospace: true,
+            ..Default::default()
+        });
+        let put = PutRequest {
+            key: "k".into(),
+            ..Default::default()
+        };
+        let err = Kv::put(&svc, Request::new(put)).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(err.message(), "etcdserver: mvcc: database space exceeded");
+        assert_eq!(fake.calls(), ["check_quota"]);
+    }
+
+    #[tokio::test]
+    async fn a_learner_serves_serializable_ranges_only() {
+        let (svc, fake) = service(FakeKv {
+            learner: true,
+            ..Default::default()
+        });
+        let lin = RangeRequest {
+            key: "k".into(),
+            ..Default::default()
+        };
+        let err = Kv::range(&svc, Request::new(lin.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.message(), "etcdserver: rpc not supported for learner");
+        assert!(fake.calls().is_empty());
+        let ser = RangeRequest {
+            serializable: true,
+            ..lin
+        };
+        assert!(Kv::range(&svc, Request::new(ser)).await.is_ok());
+        assert_eq!(fake.calls(), ["range"]);
+    }
+
+    #[tokio::test]
+    async fn headers_are_filled_and_facade_errors_keep_etcds_code() {
+        let (svc, _) = service(FakeKv::default());
+        let r = RangeRequest {
+            key: "k".into(),
+            ..Default::default()
+        };
+        let resp = Kv::range(&svc, Request::new(r.clone()))
+            .await
+            .unwrap()
+            .into_inner();
+        let h = resp.header.unwrap();
+        // The revision the read saw stays; the rest is this member's.
+        assert_eq!(
+            (h.cluster_id, h.member_id, h.raft_term, h.revision),
+            (7, 8, 3, 5)
+        );
+        let put = PutRequest {
+            key: "k".into(),
+            ..Default::default()
+        };
+        let h = Kv::put(&svc, Request::new(put))
+            .await
+            .unwrap()
+            .into_inner()
+            .header
+            .unwrap();
+        assert_eq!(h.revision, 42);
+
+        let (svc, _) = service(FakeKv {
+            compacted: true,
+            ..Default::default()
+        });
+        let err = Kv::range(&svc, Request::new(r)).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::OutOfRange);
+        assert_eq!(
+            err.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
+    }
+
+    #[tokio::test]
+    async fn txn_limits_come_from_the_facade() {
+        let (svc, fake) = service(FakeKv::default());
+        let op = || crate::proto::etcdserverpb::RequestOp {
+            request: Some(
+                crate::proto::etcdserverpb::request_op::Request::RequestRange(RangeRequest {
+                    key: "k".into(),
+                    ..Default::default()
+                }),
+            ),
+        };
+        let t = TxnRequest {
+            success: vec![op(), op(), op()],
+            ..Default::default()
+        };
+        let err = Kv::txn(&svc, Request::new(t)).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            err.message(),
+            "etcdserver: too many operations in txn request"
+        );
+        assert_eq!(fake.calls(), ["check_quota"]);
+        let t = TxnRequest {
+            success: vec![op(), op()],
+            ..Default::default()
+        };
+        assert!(Kv::txn(&svc, Request::new(t)).await.is_ok());
+        assert_eq!(fake.calls(), ["check_quota", "check_quota", "txn"]);
+    }
 
     #[test]
     fn chunk_limit_doubles_halves_and_stays_positive() {
