@@ -188,17 +188,18 @@ fn killing_the_leader_elects_a_new_one_without_losing_writes() {
     let mut c = Cluster::start(3, &[]);
     let old = c.wait_leader(Duration::from_secs(10));
     let load = Workload::start(&c.handle(), c.endpoints(), 6, 4);
-    std::thread::sleep(Duration::from_millis(1500));
+    load.wait_acked(150, Duration::from_secs(20));
     let killed_at = Instant::now();
     c.members[old].kill9();
     let new = c.wait_leader(Duration::from_secs(10));
     let failover = killed_at.elapsed();
     assert_ne!(new, old);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Writes go on under the new leader.
+    load.wait_acked(50, Duration::from_secs(20));
     // The old leader comes back as a follower and catches up.
     c.restart(old);
     c.members[old].wait_ready(Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(500));
+    load.wait_acked(20, Duration::from_secs(20));
     let (stats, history) = load.stop(&c.handle());
     for i in 0..3 {
         final_reads(&c, i, &history, 4);
@@ -230,7 +231,7 @@ fn isolated_member(mut c: Cluster, the_leader: bool) {
     let victim = if the_leader { leader } else { (leader + 1) % 3 };
     let survivor = (victim + 1) % 3;
     let load = Workload::start(&c.handle(), c.endpoints(), 6, 4);
-    std::thread::sleep(Duration::from_millis(500));
+    load.wait_acked(60, Duration::from_secs(20));
     c.members[victim].proxy.block();
     // The isolated member loses its leader and refuses writes with etcd's
     // errors; the majority goes on.
@@ -268,6 +269,8 @@ fn isolated_member(mut c: Cluster, the_leader: bool) {
     let majority = c.members[survivor].endpoint();
     let (ok, _, err) = ctl(&majority, &["put", "during-partition", "majority"]);
     assert!(ok, "the majority refused a write: {err}");
+    // The clients of the majority's members go on meanwhile.
+    load.wait_acked(60, Duration::from_secs(20));
     c.members[victim].proxy.heal();
     // After healing, the member has every write.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -493,7 +496,7 @@ fn a_learner_joins_catches_up_is_promoted_and_an_old_member_is_removed_under_loa
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 3, "{out}");
     assert!(out.contains("m3") && !out.contains(&victim_hex), "{out}");
-    std::thread::sleep(Duration::from_millis(500));
+    load.wait_acked(20, Duration::from_secs(20));
     let (stats, history) = load.stop(&c.handle());
     for i in [0, 1, new] {
         final_reads(&c, i, &history, 4);
@@ -678,7 +681,7 @@ fn membership_misuse(mut c: Cluster) {
 fn the_whole_cluster_killed_comes_back_one_member_at_a_time_with_every_write() {
     let mut c = Cluster::start(3, &[]);
     let load = Workload::start(&c.handle(), c.endpoints(), 6, 4);
-    std::thread::sleep(Duration::from_millis(1500));
+    load.wait_acked(150, Duration::from_secs(20));
     for i in 0..3 {
         c.members[i].kill9();
     }

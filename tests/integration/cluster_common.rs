@@ -411,6 +411,8 @@ impl Cluster {
 /// endpoint.
 pub struct Workload {
     stop: Arc<AtomicBool>,
+    /// Operations acknowledged so far, across clients.
+    acked: Arc<std::sync::atomic::AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<(u64, u64)>>,
     pub history: Arc<crate::lincheck::History>,
 }
@@ -430,6 +432,7 @@ impl Workload {
         keys: usize,
     ) -> Workload {
         let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let history = crate::lincheck::History::new();
         let tasks = (0..clients)
             .map(|id| {
@@ -439,13 +442,30 @@ impl Workload {
                     keys,
                     stop.clone(),
                     history.clone(),
+                    acked.clone(),
                 ))
             })
             .collect();
         Workload {
             stop,
+            acked,
             tasks,
             history,
+        }
+    }
+
+    /// Waits until the clients have had `more` further operations
+    /// acknowledged (the cluster makes progress), at most `timeout`.
+    pub fn wait_acked(&self, more: u64, timeout: Duration) {
+        let target = self.acked.load(Ordering::Acquire) + more;
+        let deadline = Instant::now() + timeout;
+        while self.acked.load(Ordering::Acquire) < target {
+            assert!(
+                Instant::now() < deadline,
+                "the workload made no progress: {} of {target} operations acknowledged",
+                self.acked.load(Ordering::Acquire)
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -485,6 +505,7 @@ async fn run_client(
     keys: usize,
     stop: Arc<AtomicBool>,
     history: Arc<crate::lincheck::History>,
+    acked: Arc<std::sync::atomic::AtomicU64>,
 ) -> (u64, u64) {
     use crate::lincheck::{Event, Op, Outcome};
     use oxcd::proto::etcdserverpb::{
@@ -604,6 +625,7 @@ async fn run_client(
         match result {
             Ok(outcome) => {
                 ok += 1;
+                acked.fetch_add(1, Ordering::Release);
                 history.record(Event {
                     client: id,
                     op,
