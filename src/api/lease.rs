@@ -147,3 +147,142 @@ impl<L: LeaseApi> Lease for LeaseService<L> {
         Ok(Response::new(resp))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A lease facade that records what the handler asked of it.
+    #[derive(Default)]
+    struct FakeLeases {
+        nospace: bool,
+        calls: Mutex<Vec<&'static str>>,
+    }
+
+    impl FakeLeases {
+        fn called(&self, what: &'static str) {
+            self.calls.lock().unwrap().push(what);
+        }
+        fn calls(&self) -> Vec<&'static str> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl HeaderSource for FakeLeases {
+        fn header(&self) -> ResponseHeader {
+            ResponseHeader {
+                cluster_id: 7,
+                member_id: 8,
+                revision: 42,
+                raft_term: 3,
+            }
+        }
+    }
+
+    impl LeaseApi for FakeLeases {
+        fn has_leader(&self) -> bool {
+            true
+        }
+        async fn check_quota(&self, cost: usize) -> ServerResult<()> {
+            assert_eq!(cost, alarm::LEASE_OVERHEAD);
+            self.called("check_quota");
+            if self.nospace {
+                return Err(Error::NoSpace);
+            }
+            Ok(())
+        }
+        async fn lease_grant(&self, r: LeaseGrantRequest) -> ServerResult<LeaseGrantResponse> {
+            self.called("lease_grant");
+            Ok(LeaseGrantResponse {
+                id: r.id,
+                ttl: r.ttl,
+                ..Default::default()
+            })
+        }
+        async fn lease_revoke(&self, _r: LeaseRevokeRequest) -> ServerResult<LeaseRevokeResponse> {
+            self.called("lease_revoke");
+            Err(Error::LeaseNotFound)
+        }
+        async fn lease_renew(&self, _id: i64) -> ServerResult<i64> {
+            self.called("lease_renew");
+            Ok(10)
+        }
+        async fn lease_time_to_live(
+            &self,
+            r: &LeaseTimeToLiveRequest,
+        ) -> ServerResult<LeaseTimeToLiveResponse> {
+            self.called("lease_time_to_live");
+            Ok(LeaseTimeToLiveResponse {
+                header: Some(ResponseHeader {
+                    revision: 5,
+                    ..Default::default()
+                }),
+                id: r.id,
+                ttl: 9,
+                ..Default::default()
+            })
+        }
+        fn lease_leases(&self) -> LeaseLeasesResponse {
+            self.called("lease_leases");
+            LeaseLeasesResponse::default()
+        }
+    }
+
+    fn service(fake: FakeLeases) -> (LeaseService<FakeLeases>, Arc<FakeLeases>) {
+        let fake = Arc::new(fake);
+        (LeaseService::new(fake.clone()), fake)
+    }
+
+    #[tokio::test]
+    async fn a_grant_is_refused_by_the_quota_before_it_reaches_the_facade() {
+        let (svc, fake) = service(FakeLeases {
+            nospace: true,
+            ..Default::default()
+        });
+        let r = LeaseGrantRequest { ttl: 5, id: 1 };
+        let err = Lease::lease_grant(&svc, Request::new(r)).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(err.message(), "etcdserver: mvcc: database space exceeded");
+        assert_eq!(fake.calls(), ["check_quota"]);
+
+        let (svc, fake) = service(FakeLeases::default());
+        let resp = Lease::lease_grant(&svc, Request::new(r))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((resp.id, resp.ttl), (1, 5));
+        let h = resp.header.unwrap();
+        assert_eq!(
+            (h.cluster_id, h.member_id, h.raft_term, h.revision),
+            (7, 8, 3, 42)
+        );
+        assert_eq!(fake.calls(), ["check_quota", "lease_grant"]);
+    }
+
+    #[tokio::test]
+    async fn facade_errors_keep_etcds_code_and_headers_keep_the_read_revision() {
+        let (svc, fake) = service(FakeLeases::default());
+        let err = Lease::lease_revoke(&svc, Request::new(LeaseRevokeRequest { id: 3 }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        assert_eq!(err.message(), "etcdserver: requested lease not found");
+        let r = LeaseTimeToLiveRequest { id: 3, keys: false };
+        let resp = Lease::lease_time_to_live(&svc, Request::new(r))
+            .await
+            .unwrap()
+            .into_inner();
+        let h = resp.header.unwrap();
+        assert_eq!((h.member_id, h.revision), (8, 5));
+        let resp = Lease::lease_leases(&svc, Request::new(LeaseLeasesRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(resp.header.unwrap().revision, 42);
+        assert_eq!(
+            fake.calls(),
+            ["lease_revoke", "lease_time_to_live", "lease_leases"]
+        );
+    }
+}
