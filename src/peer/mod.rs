@@ -110,9 +110,22 @@ impl Transport {
         let _ = self.raft.set(raft);
     }
 
+    /// Hands raft a message or a delivery report. When its inbox is full
+    /// it is dropped: raft resends appends and heartbeats, and learns of an
+    /// unreachable member again on the next failed send.
     fn report(&self, msg: RaftMsg) {
+        if let Some(r) = self.raft.get()
+            && let Err(e) = r.send(msg)
+        {
+            tracing::debug!(error = %e, "raft inbox refused a peer message");
+        }
+    }
+
+    /// Hands raft what must reach it (a received snapshot, how sending
+    /// one ended), waiting for room in its inbox.
+    async fn report_waiting(&self, msg: RaftMsg) {
         if let Some(r) = self.raft.get() {
-            let _ = r.send(msg);
+            let _ = r.send_waiting(msg).await;
         }
     }
 
@@ -144,7 +157,7 @@ impl Transport {
             if !ok {
                 me.report(RaftMsg::Unreachable(to));
             }
-            me.report(RaftMsg::SnapshotStatus { to, ok });
+            me.report_waiting(RaftMsg::SnapshotStatus { to, ok }).await;
         });
     }
 
@@ -434,7 +447,9 @@ impl Peer for PeerService {
         );
         m.mut_snapshot()
             .set_data(Bytes::from(dir.to_string_lossy().into_owned().into_bytes()));
-        self.step(m);
+        self.transport
+            .report_waiting(RaftMsg::Step(Box::new(m)))
+            .await;
         Ok(Response::new(PeerAck {}))
     }
 

@@ -33,7 +33,8 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::oneshot;
 
 use super::node::{
-    ApplySink, ApplyToRaft, LogStore, NodeConfig, RaftMsg, RaftStatus, Runner, Transport,
+    ApplySink, ApplyToRaft, InstallJob, LogStore, NodeConfig, RaftMsg, RaftStatus, Runner,
+    Transport,
 };
 use crate::error::{Error, Result};
 
@@ -59,9 +60,22 @@ pub struct LogState {
     /// the same moment: the lying disk loses both).
     pub really_durable: Option<Box<LogState>>,
     really_applied: Option<StateMachine>,
+    /// The log before a snapshot install that has not finished: raft
+    /// reads the restored log from the start of the install, but a crash
+    /// before its synced write finds this one (as `RaftStorage` keeps the
+    /// restore in memory until the applier writes it with the state).
+    pub before_install: Option<Box<LogState>>,
 }
 
 impl LogState {
+    /// What a crash now would leave.
+    fn durable(&self) -> &LogState {
+        self.before_install
+            .as_deref()
+            .or(self.really_durable.as_deref())
+            .unwrap_or(self)
+    }
+
     fn last(&self) -> (u64, u64) {
         self.entries
             .last()
@@ -186,7 +200,8 @@ impl raft::Storage for MemLog {
 }
 
 impl LogStore for MemLog {
-    type SnapshotWrites = ();
+    /// The log the install's job makes durable.
+    type SnapshotWrites = Arc<Mutex<LogState>>;
 
     fn hard_state(&self) -> HardState {
         lock(&self.log).hs.clone()
@@ -253,13 +268,22 @@ impl LogStore for MemLog {
         lock(&self.log).discarded.push(snap_data.to_vec());
     }
 
-    fn snapshot_writes(&self, _snap: &Snapshot) -> Result<()> {
-        Ok(())
+    fn snapshot_writes(
+        &self,
+        _snap: &Snapshot,
+        _hs: Option<&HardState>,
+    ) -> Result<Arc<Mutex<LogState>>> {
+        Ok(self.log.clone())
     }
 
-    fn restored(&mut self, snap: &Snapshot) {
+    fn restored(&mut self, snap: &Snapshot, hs: Option<&HardState>) {
         let m = snap.get_metadata();
         let mut l = lock(&self.log);
+        let before = l.clone();
+        l.before_install = Some(Box::new(before));
+        if let Some(hs) = hs {
+            l.hs = hs.clone();
+        }
         l.entries.clear();
         l.truncated = (m.index, m.term);
         l.cs = m.get_conf_state().clone();
@@ -316,7 +340,7 @@ impl Sink {
     }
 }
 
-impl ApplySink<()> for Sink {
+impl ApplySink<Arc<Mutex<LogState>>> for Sink {
     fn apply(&mut self, entries: Vec<Entry>) {
         lock(&self.calls).push(Applied::Entries(entries.iter().map(|e| e.index).collect()));
         let sm_arc = self.sm.clone();
@@ -351,17 +375,31 @@ impl ApplySink<()> for Sink {
         cs
     }
 
-    fn install_snapshot(&mut self, snap: &Snapshot, _raft_writes: ()) -> Result<()> {
+    fn install_snapshot(
+        &mut self,
+        snap: &Snapshot,
+        log: Arc<Mutex<LogState>>,
+    ) -> Result<InstallJob> {
         let index = snap.get_metadata().index;
-        lock(&self.calls).push(Applied::Snapshot(index));
         let taken = lock(&self.shared)
             .snapshots
             .get(snap.get_data())
             .cloned()
             .ok_or_else(|| Error::internal("unknown snapshot"))?;
-        *lock(&self.sm) = taken;
-        self.status.applied.store(index, Ordering::Release);
-        Ok(())
+        let (sm, calls) = (self.sm.clone(), self.calls.clone());
+        // The state and the restored log become durable together.
+        Ok(Box::new(move || {
+            lock(&calls).push(Applied::Snapshot(index));
+            *lock(&sm) = taken;
+            lock(&log).before_install = None;
+            Ok(())
+        }))
+    }
+
+    fn installed(&mut self, snap: &Snapshot) {
+        self.status
+            .applied
+            .store(snap.get_metadata().index, Ordering::Release);
     }
 }
 
@@ -384,6 +422,8 @@ impl Transport for NetOut {
 /// A running member.
 struct Member {
     runner: Runner<MemLog>,
+    /// The job of a snapshot install under way, run at a later step.
+    install: Option<InstallJob>,
 }
 
 /// What survives a member's restart.
@@ -413,6 +453,8 @@ pub struct Mix {
     pub partition: u32,
     pub heal: u32,
     pub restart: u32,
+    /// A snapshot install under way finishes.
+    pub install: u32,
 }
 
 impl Default for Mix {
@@ -427,6 +469,7 @@ impl Default for Mix {
             partition: 1,
             heal: 2,
             restart: 1,
+            install: 5,
         }
     }
 }
@@ -453,6 +496,10 @@ pub struct Sim {
     pub answered: Vec<(usize, u64)>,
     /// Members started again after a crash.
     pub restarts: u64,
+    /// Snapshot installs that ended at a later step than they started.
+    pub installs: u64,
+    /// Crashes of a member while it was installing a snapshot.
+    pub crashed_installing: u64,
     trace: Vec<String>,
     logger: slog::Logger,
 }
@@ -485,6 +532,8 @@ impl Sim {
             steps: 0,
             answered: Vec::new(),
             restarts: 0,
+            installs: 0,
+            crashed_installing: 0,
             trace: Vec::new(),
             logger: slog::Logger::root(slog::Discard, slog::o!()),
         };
@@ -566,7 +615,10 @@ impl Sim {
             &self.logger,
         )
         .expect("a member starts");
-        self.members[i] = Some(Member { runner });
+        self.members[i] = Some(Member {
+            runner,
+            install: None,
+        });
         self.ready(i);
     }
 
@@ -575,12 +627,49 @@ impl Sim {
     }
 
     fn ready(&mut self, i: usize) {
-        if let Some(m) = self.members[i].as_mut()
-            && let Err(e) = m.runner.on_ready()
-        {
+        let Some(m) = self.members[i].as_mut() else {
+            return;
+        };
+        if let Err(e) = m.runner.on_ready() {
             lock(&self.shared)
                 .violations
                 .push(format!("member {} failed a Ready: {e}", self.ids[i]));
+        }
+        if let Some(job) = m.runner.take_install_job() {
+            m.install = Some(job);
+        }
+    }
+
+    /// Whether member `i` is installing a snapshot.
+    pub fn is_installing(&self, i: usize) -> bool {
+        self.members[i]
+            .as_ref()
+            .is_some_and(|m| m.runner.is_installing())
+    }
+
+    /// Finishes member `i`'s snapshot install, if one is under way.
+    pub fn finish_install(&mut self, i: usize) {
+        let Some(m) = self.members[i].as_mut() else {
+            return;
+        };
+        let Some(job) = m.install.take() else {
+            return;
+        };
+        let result = job();
+        if let Err(e) = m.runner.installed(result) {
+            lock(&self.shared)
+                .violations
+                .push(format!("member {} failed an install: {e}", self.ids[i]));
+        }
+        self.installs += 1;
+        self.note(format!("installed at {}", self.ids[i]));
+        self.ready(i);
+    }
+
+    /// Finishes every install under way.
+    pub fn finish_installs(&mut self) {
+        for i in 0..self.ids.len() {
+            self.finish_install(i);
         }
     }
 
@@ -775,8 +864,15 @@ impl Sim {
 
     /// Stops member `i`: what it did not persist is gone.
     pub fn crash(&mut self, i: usize) {
+        if self.is_installing(i) {
+            self.crashed_installing += 1;
+        }
         self.members[i] = None;
         let mut l = lock(&self.durable[i].log);
+        if let Some(before) = l.before_install.take() {
+            // The install's job never ran: the old log and state stand.
+            *l = *before;
+        }
         if let Some(real) = l.really_durable.take() {
             if let Some(sm) = l.really_applied.take() {
                 *lock(&self.durable[i].sm) = sm;
@@ -916,7 +1012,7 @@ impl Sim {
                 .filter_map(|v| self.index_of(*v))
                 .filter(|j| {
                     let l = lock(&self.durable[*j].log);
-                    let durable = l.really_durable.as_deref().unwrap_or(&l);
+                    let durable = l.durable();
                     durable.term_at(commit) == Some(term) || durable.truncated.0 >= commit
                 })
                 .count();
@@ -960,6 +1056,7 @@ impl Sim {
             mix.partition,
             mix.heal,
             mix.restart,
+            mix.install,
         ];
         let total: u32 = weights.iter().sum();
         let mut pick = self.rng.random_range(0..total);
@@ -1011,6 +1108,7 @@ impl Sim {
                     self.note(format!("start {}", self.ids[i]));
                 }
             }
+            9 => self.finish_install(i),
             _ => self.tick(i),
         }
         self.check();
@@ -1028,6 +1126,7 @@ impl Sim {
             }
         }
         for _ in 0..rounds {
+            self.finish_installs();
             self.tick_all();
             self.deliver_all(10_000);
             let applied: Vec<u64> = (0..self.ids.len()).map(|i| self.applied_of(i)).collect();

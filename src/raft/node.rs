@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use raft::prelude::{
     ConfChange, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
 };
-use raft::{Config, RawNode, SnapshotStatus, StateRole};
+use raft::{Config, RawNode, Ready, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 
 use super::storage::RaftStorage;
@@ -103,19 +103,35 @@ pub struct NodeConfig {
     pub election_range: Option<(usize, usize)>,
 }
 
+/// How many requests the raft thread's inbox holds. The thread drains it
+/// whole before each Ready, so it fills only when requests arrive faster
+/// than raft persists and applies them; past that, proposals and reads are
+/// refused with etcd's "too many requests" and peer messages are dropped
+/// (raft resends what matters) instead of queueing without bound.
+pub const INBOX: usize = 8192;
+
 /// Handle for sending requests to the raft thread.
 #[derive(Clone)]
 pub struct RaftHandle {
-    tx: mpsc::Sender<RaftMsg>,
+    tx: mpsc::SyncSender<RaftMsg>,
     pub status: Arc<RaftStatus>,
 }
 
 impl RaftHandle {
-    /// Queues a proposal; fails only when the raft thread has stopped.
+    /// A handle and the inbox it feeds, holding at most `capacity`
+    /// requests.
+    pub fn channel(
+        capacity: usize,
+        status: Arc<RaftStatus>,
+    ) -> (RaftHandle, mpsc::Receiver<RaftMsg>) {
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        (RaftHandle { tx, status }, rx)
+    }
+
+    /// Queues a proposal; refused when the inbox is full or the raft
+    /// thread has stopped.
     pub fn propose(&self, id: u64, data: Vec<u8>) -> Result<()> {
-        self.tx
-            .send(RaftMsg::Propose { id, data })
-            .map_err(|_| Error::Stopped)
+        self.send(RaftMsg::Propose { id, data })
     }
 
     /// Queues a configuration change.
@@ -123,9 +139,24 @@ impl RaftHandle {
         self.send(RaftMsg::ProposeConfChange { id, cc })
     }
 
-    /// Queues any request for the raft thread.
+    /// Queues any request for the raft thread without waiting:
+    /// `TooManyRequests` when the inbox is full, `Stopped` when the thread
+    /// is gone.
     pub fn send(&self, msg: RaftMsg) -> Result<()> {
-        self.tx.send(msg).map_err(|_| Error::Stopped)
+        self.tx.try_send(msg).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => Error::TooManyRequests,
+            mpsc::TrySendError::Disconnected(_) => Error::Stopped,
+        })
+    }
+
+    /// Queues a request that must not be lost (how a snapshot send
+    /// ended), waiting for room in the inbox off the async runtime.
+    pub async fn send_waiting(&self, msg: RaftMsg) -> Result<()> {
+        let tx = self.tx.clone();
+        match tokio::task::spawn_blocking(move || tx.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Error::Stopped),
+        }
     }
 
     /// The leader's view of replication (empty on followers).
@@ -138,9 +169,7 @@ impl RaftHandle {
     /// Asks for a read index.
     pub fn read_index(&self) -> Result<oneshot::Receiver<u64>> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(RaftMsg::ReadIndex { reply })
-            .map_err(|_| Error::Stopped)?;
+        self.send(RaftMsg::ReadIndex { reply })?;
         Ok(rx)
     }
 }
@@ -175,10 +204,15 @@ pub trait LogStore: raft::Storage + Send + 'static {
     fn release_snapshot(&mut self);
     /// A received snapshot raft did not take: remove what it refers to.
     fn discard_snapshot(&mut self, snap_data: &[u8]);
-    /// The log's side of installing `snap`.
-    fn snapshot_writes(&self, snap: &Snapshot) -> Result<Self::SnapshotWrites>;
-    /// Records in memory what the snapshot writes made durable.
-    fn restored(&mut self, snap: &Snapshot);
+    /// The log's side of installing `snap`, with `hs`, the hard state of
+    /// the Ready that brought it.
+    fn snapshot_writes(
+        &self,
+        snap: &Snapshot,
+        hs: Option<&HardState>,
+    ) -> Result<Self::SnapshotWrites>;
+    /// Records in memory what the snapshot writes will make durable.
+    fn restored(&mut self, snap: &Snapshot, hs: Option<&HardState>);
 }
 
 impl LogStore for RaftStorage {
@@ -223,14 +257,18 @@ impl LogStore for RaftStorage {
         let _ = std::fs::remove_dir_all(path);
     }
 
-    fn snapshot_writes(&self, snap: &Snapshot) -> Result<rocksdb::WriteBatch> {
+    fn snapshot_writes(
+        &self,
+        snap: &Snapshot,
+        hs: Option<&HardState>,
+    ) -> Result<rocksdb::WriteBatch> {
         let mut wb = rocksdb::WriteBatch::default();
-        RaftStorage::snapshot_writes(self, &mut wb, snap)?;
+        RaftStorage::snapshot_writes(self, &mut wb, snap, hs)?;
         Ok(wb)
     }
 
-    fn restored(&mut self, snap: &Snapshot) {
-        RaftStorage::restored(self, snap);
+    fn restored(&mut self, snap: &Snapshot, hs: Option<&HardState>) {
+        RaftStorage::restored(self, snap, hs);
     }
 }
 
@@ -244,9 +282,25 @@ pub trait ApplySink<W = rocksdb::WriteBatch>: Send {
     /// then (if valid) applied to raft through `to_raft` and persisted.
     /// Returns the new configuration if it changed.
     fn conf_change(&mut self, entry: &Entry, to_raft: ApplyToRaft<'_>) -> Option<ConfState>;
-    /// Replaces the state with a snapshot received from the leader.
-    /// `raft_writes` holds the raft log's side, to be written with it.
-    fn install_snapshot(&mut self, snap: &Snapshot, raft_writes: W) -> Result<()>;
+    /// Starts replacing the state with a snapshot received from the
+    /// leader. `raft_writes` holds the raft log's side, to be written with
+    /// it. The returned job does the work off the raft thread (which keeps
+    /// ticking and hearing from the leader meanwhile and applies nothing);
+    /// then [`ApplySink::installed`] runs on the raft thread.
+    fn install_snapshot(&mut self, snap: &Snapshot, raft_writes: W) -> Result<InstallJob>;
+    /// The install job of `snap` ended well: the state holds it.
+    fn installed(&mut self, snap: &Snapshot);
+}
+
+/// The part of a snapshot install that runs off the raft thread.
+pub type InstallJob = Box<dyn FnOnce() -> Result<()> + Send>;
+
+/// A snapshot install under way: the messages its Ready sends once it is
+/// persisted wait for it.
+struct Installing {
+    snap: Snapshot,
+    persisted: Vec<Message>,
+    job: Option<InstallJob>,
 }
 
 /// Callback for proposals raft refused (no leader known); receives the id.
@@ -272,8 +326,7 @@ pub fn spawn(
         transport,
         &logger,
     )?;
-    let (tx, rx) = mpsc::channel();
-    let handle = RaftHandle { tx, status };
+    let (handle, rx) = RaftHandle::channel(INBOX, status);
     let join = thread::Builder::new()
         .name("raft".into())
         .spawn(move || runner.run(rx))
@@ -294,6 +347,7 @@ pub struct Runner<S: LogStore> {
     /// Pending read-index requests by context.
     reads: HashMap<u64, oneshot::Sender<u64>>,
     next_read: u64,
+    installing: Option<Installing>,
 }
 
 impl<S: LogStore> Runner<S> {
@@ -351,6 +405,7 @@ impl<S: LogStore> Runner<S> {
             on_dropped,
             transport,
             reads: HashMap::new(),
+            installing: None,
             // Not reused across restarts while a leader may still hold an
             // older read of this member.
             next_read: std::time::SystemTime::now()
@@ -368,13 +423,18 @@ impl<S: LogStore> Runner<S> {
         if let Err(e) = self.on_ready() {
             crate::process::fatal("raft storage", &e);
         }
+        let (done_tx, done_rx) = mpsc::channel();
         loop {
             let wait = self.cfg.tick.saturating_sub(last_tick.elapsed());
             match rx.recv_timeout(wait) {
                 Ok(msg) => {
                     self.handle(msg);
-                    // Take everything already queued: one Ready, one fsync.
-                    while let Ok(msg) = rx.try_recv() {
+                    // Take everything already queued: one Ready, one
+                    // fsync; but a snapshot raft took goes into a Ready of
+                    // its own, without entries after it (see on_ready).
+                    while self.node.raft.raft_log.unstable_snapshot().is_none()
+                        && let Ok(msg) = rx.try_recv()
+                    {
                         self.handle(msg);
                     }
                 }
@@ -390,10 +450,57 @@ impl<S: LogStore> Runner<S> {
                     last_tick = Instant::now();
                 }
             }
+            // A finished install is seen within a tick.
+            if let Ok(result) = done_rx.try_recv()
+                && let Err(e) = self.installed(result)
+            {
+                crate::process::fatal("installing a snapshot", &e);
+            }
             if let Err(e) = self.on_ready() {
                 crate::process::fatal("raft storage", &e);
             }
+            if let Some(job) = self.take_install_job() {
+                let done = done_tx.clone();
+                let spawned = thread::Builder::new()
+                    .name("raft-install".into())
+                    .spawn(move || {
+                        let _ = done.send(job());
+                    });
+                if let Err(e) = spawned {
+                    crate::process::fatal("spawning the snapshot install", &e);
+                }
+            }
         }
+    }
+
+    /// The work of the snapshot install the last Ready started, to run off
+    /// the raft thread; [`Runner::installed`] with its result when it ends.
+    pub fn take_install_job(&mut self) -> Option<InstallJob> {
+        self.installing.as_mut().and_then(|i| i.job.take())
+    }
+
+    /// Whether a snapshot install is under way.
+    pub fn is_installing(&self) -> bool {
+        self.installing.is_some()
+    }
+
+    /// The install job ended: on success the messages that waited for it
+    /// go out and Readies resume. An error is a storage fault.
+    pub fn installed(&mut self, result: Result<()>) -> Result<()> {
+        let Some(i) = self.installing.take() else {
+            return Ok(());
+        };
+        result?;
+        self.finish_install(&i.snap);
+        self.send_messages(i.persisted);
+        Ok(())
+    }
+
+    fn finish_install(&mut self, snap: &Snapshot) {
+        let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
+        self.applier.installed(snap);
+        self.status.applied.store(index, Ordering::Release);
+        tracing::info!(index, term, "installed a snapshot from the leader");
     }
 
     /// One tick of raft's logical clock.
@@ -446,6 +553,14 @@ impl<S: LogStore> Runner<S> {
             RaftMsg::Step(m) => {
                 let snapshot_dir = (m.get_msg_type() == MessageType::MsgSnapshot)
                     .then(|| m.get_snapshot().get_data().to_vec());
+                if let Some(dir) = &snapshot_dir
+                    && self.installing.is_some()
+                {
+                    // One install at a time; the leader sends again if this
+                    // one is still needed after it.
+                    self.node.mut_store().discard_snapshot(dir);
+                    return;
+                }
                 if let Err(e) = self.node.step(*m) {
                     tracing::debug!(error = %e, "raft step failed");
                 }
@@ -505,6 +620,10 @@ impl<S: LogStore> Runner<S> {
     /// Processes raft's Ready, if it has one: messages, snapshot, reads,
     /// committed entries, the durable append, then the LightReady.
     pub fn on_ready(&mut self) -> Result<()> {
+        if self.installing.is_some() {
+            // The rest waits for the install to finish.
+            return Ok(());
+        }
         if !self.node.has_ready() {
             self.maybe_compact_log()?;
             return Ok(());
@@ -529,18 +648,23 @@ impl<S: LogStore> Runner<S> {
         // pipelining); what depends on the fsync is sent after it.
         self.send_messages(ready.take_messages());
         if !ready.snapshot().is_empty() {
+            // raft-rs hands no committed entries with a snapshot. Its hard
+            // state goes into the install's write.
             let snap = ready.snapshot().clone();
-            let writes = self.node.store().snapshot_writes(&snap)?;
-            self.applier.install_snapshot(&snap, writes)?;
-            self.node.mut_store().restored(&snap);
-            self.status
-                .applied
-                .store(snap.get_metadata().index, Ordering::Release);
-            tracing::info!(
-                index = snap.get_metadata().index,
-                term = snap.get_metadata().term,
-                "installed a snapshot from the leader"
-            );
+            let hs = ready.hs().cloned();
+            let writes = self.node.store().snapshot_writes(&snap, hs.as_ref())?;
+            let job = self.applier.install_snapshot(&snap, writes)?;
+            // raft reads the log through the storage from here on; a crash
+            // before the job's synced write finds the old log and state.
+            self.node.mut_store().restored(&snap, hs.as_ref());
+            if ready.entries().is_empty() {
+                return self.start_install(ready, snap, job);
+            }
+            // Entries after the snapshot in the same Ready (the raft
+            // thread makes this rare) are appended after it: the install
+            // runs here, then the Ready goes on as usual.
+            job()?;
+            self.finish_install(&snap);
         }
         for rs in ready.take_read_states() {
             self.answer_read(&rs.request_ctx, rs.index);
@@ -567,6 +691,35 @@ impl<S: LogStore> Runner<S> {
             && self.node.raft.prs().conf().voters().ids().len() == 1;
         self.status.sole_voter_leader.store(sole, Ordering::Release);
         self.maybe_compact_log()
+    }
+
+    /// Starts the install of `snap` off the raft thread. raft is told at
+    /// once that the snapshot is persisted and applied, so it can go on
+    /// ticking and stepping (hearing the leader, keeping its election
+    /// timer) on the restored log; nothing it produces leaves before the
+    /// install is durable: no Ready is taken until it ends, and the
+    /// messages of this one wait for it.
+    fn start_install(&mut self, mut ready: Ready, snap: Snapshot, job: InstallJob) -> Result<()> {
+        for rs in ready.take_read_states() {
+            self.answer_read(&rs.request_ctx, rs.index);
+        }
+        // A leader's messages (it is a follower now: none).
+        self.send_messages(ready.take_messages());
+        let persisted = ready.take_persisted_messages();
+        let number = ready.number();
+        self.node.advance_append_async(ready);
+        self.node.on_persist_ready(number);
+        self.node.advance_apply_to(snap.get_metadata().index);
+        tracing::info!(
+            index = snap.get_metadata().index,
+            "installing a snapshot from the leader"
+        );
+        self.installing = Some(Installing {
+            snap,
+            persisted,
+            job: Some(job),
+        });
+        Ok(())
     }
 
     fn answer_read(&mut self, ctx: &[u8], index: u64) {
@@ -656,5 +809,71 @@ impl<S: LogStore> Runner<S> {
             tracing::debug!(compact_index = upto, "compacted raft log");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proposal_id(m: RaftMsg) -> Option<u64> {
+        match m {
+            RaftMsg::Propose { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_full_inbox_refuses_proposals_and_reads_until_it_drains() {
+        let (h, rx) = RaftHandle::channel(2, Arc::new(RaftStatus::default()));
+        h.propose(1, vec![]).unwrap();
+        h.propose(2, vec![]).unwrap();
+        assert!(matches!(h.propose(3, vec![1]), Err(Error::TooManyRequests)));
+        assert!(matches!(h.read_index(), Err(Error::TooManyRequests)));
+        assert!(matches!(
+            h.send(RaftMsg::Unreachable(7)),
+            Err(Error::TooManyRequests)
+        ));
+        // The refused requests left nothing behind; room comes back as the
+        // raft thread takes requests.
+        assert_eq!(rx.try_recv().ok().and_then(proposal_id), Some(1));
+        h.propose(4, vec![]).unwrap();
+        assert_eq!(rx.try_recv().ok().and_then(proposal_id), Some(2));
+        assert_eq!(rx.try_recv().ok().and_then(proposal_id), Some(4));
+        assert!(rx.try_recv().is_err());
+        drop(rx);
+        assert!(matches!(h.propose(5, vec![]), Err(Error::Stopped)));
+    }
+
+    #[tokio::test]
+    async fn what_must_arrive_waits_for_room_instead_of_being_dropped() {
+        let (h, rx) = RaftHandle::channel(1, Arc::new(RaftStatus::default()));
+        h.propose(1, vec![]).unwrap();
+        let waiting = tokio::spawn({
+            let h = h.clone();
+            async move {
+                h.send_waiting(RaftMsg::SnapshotStatus { to: 2, ok: true })
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        let rx = tokio::task::spawn_blocking(move || {
+            assert_eq!(rx.recv().ok().and_then(proposal_id), Some(1));
+            let next = rx.recv_timeout(Duration::from_secs(10));
+            assert!(matches!(
+                next,
+                Ok(RaftMsg::SnapshotStatus { to: 2, ok: true })
+            ));
+            rx
+        })
+        .await
+        .unwrap();
+        assert!(waiting.await.unwrap().is_ok());
+        drop(rx);
+        assert!(matches!(
+            h.send_waiting(RaftMsg::Unreachable(2)).await,
+            Err(Error::Stopped)
+        ));
     }
 }

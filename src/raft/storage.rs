@@ -39,9 +39,21 @@ pub struct RaftStorage {
     last_term: u64,
     /// Where state checkpoints for followers are taken.
     snapshot_dir: Option<PathBuf>,
-    /// The last snapshot made for a follower and its checkpoint, reused
-    /// while it is recent enough.
-    snapshot: RefCell<Option<(Snapshot, Checkpoint)>>,
+    /// Snapshots for followers.
+    snapshot: RefCell<Snapshots>,
+}
+
+/// A snapshot for followers and its checkpoint.
+type Made = (Snapshot, Checkpoint);
+
+/// The last snapshot made for a follower (reused while it is recent
+/// enough), and the one being made on its own thread: taking a checkpoint
+/// flushes the memtables and may take a while, during which the raft
+/// thread keeps ticking, heartbeating and applying.
+#[derive(Default)]
+struct Snapshots {
+    made: Option<Made>,
+    making: Option<std::thread::JoinHandle<Result<Made>>>,
 }
 
 impl RaftStorage {
@@ -73,7 +85,7 @@ impl RaftStorage {
             last_index: truncated_index,
             last_term: truncated_term,
             snapshot_dir: None,
-            snapshot: RefCell::new(None),
+            snapshot: RefCell::default(),
         };
         let mut it = s.db.raw().raw_iterator_cf(s.db.cf(Cf::RaftLog));
         it.seek_to_last();
@@ -115,7 +127,7 @@ impl RaftStorage {
         self.conf_state = cs;
         // A snapshot of the old configuration is of no use to a member
         // the change added (raft-rs ignores snapshots without it).
-        *self.snapshot.borrow_mut() = None;
+        self.snapshot.borrow_mut().made = None;
     }
 
     /// Voters and learners of the current configuration.
@@ -130,13 +142,19 @@ impl RaftStorage {
 
     /// Forgets the cached snapshot for followers (removing its checkpoint).
     pub fn release_snapshot(&mut self) {
-        *self.snapshot.borrow_mut() = None;
+        self.snapshot.borrow_mut().made = None;
     }
 
     /// Adds to `wb` the raft side of installing `snap`: the log is
     /// emptied and starts after the snapshot, whose configuration and
     /// commit index are recorded.
-    pub fn snapshot_writes(&self, wb: &mut WriteBatch, snap: &Snapshot) -> Result<()> {
+    /// `hs` is the hard state of the Ready that brought the snapshot.
+    pub fn snapshot_writes(
+        &self,
+        wb: &mut WriteBatch,
+        snap: &Snapshot,
+        hs: Option<&HardState>,
+    ) -> Result<()> {
         let meta = snap.get_metadata();
         wb.delete_range_cf(self.db.cf(Cf::RaftLog), index_key(0), index_key(u64::MAX));
         let mut t = [0u8; 16];
@@ -151,7 +169,7 @@ impl RaftStorage {
                 .write_to_bytes()
                 .map_err(Error::internal)?,
         );
-        let mut hs = self.hard_state.clone();
+        let mut hs = hs.unwrap_or(&self.hard_state).clone();
         hs.commit = hs.commit.max(meta.index);
         hs.term = hs.term.max(meta.term);
         wb.put_cf(
@@ -163,8 +181,11 @@ impl RaftStorage {
     }
 
     /// Records in memory what [`RaftStorage::snapshot_writes`] wrote.
-    pub fn restored(&mut self, snap: &Snapshot) {
+    pub fn restored(&mut self, snap: &Snapshot, hs: Option<&HardState>) {
         let meta = snap.get_metadata();
+        if let Some(hs) = hs {
+            self.hard_state = hs.clone();
+        }
         self.truncated_index = meta.index;
         self.truncated_term = meta.term;
         self.last_index = meta.index;
@@ -174,46 +195,59 @@ impl RaftStorage {
         self.hard_state.term = self.hard_state.term.max(meta.term);
     }
 
-    /// A snapshot of the applied state for a follower: a checkpoint of
-    /// the database (hard links, after a memtable flush) taken on the raft
-    /// thread, where nothing is being applied, so it holds exactly the
-    /// state at the applied index recorded in it.
-    fn make_snapshot(&self, request_index: u64) -> Result<Snapshot> {
+    /// A snapshot of the applied state for a follower, or `None` while
+    /// one is being made: a checkpoint of the database (hard links, after a
+    /// memtable flush) taken on its own thread. The applier keeps writing
+    /// meanwhile, so the index, term and configuration the snapshot names
+    /// are read from the checkpoint itself, where they were written in the
+    /// same batches as the state they describe.
+    fn make_snapshot(&self, request_index: u64) -> Result<Option<Snapshot>> {
+        let usable = |snap: &Snapshot| {
+            let m = snap.get_metadata();
+            // The log must continue right after it, and a member the
+            // configuration added since must be in it.
+            m.index >= request_index
+                && m.index >= self.truncated_index
+                && m.get_conf_state() == &self.conf_state
+        };
         let mut cache = self.snapshot.borrow_mut();
-        if let Some((snap, _)) = cache.as_ref() {
-            let index = snap.get_metadata().index;
-            // Reusable while the log still continues right after it.
-            if index >= request_index
-                && index >= self.truncated_index
-                && snap.get_metadata().get_conf_state() == &self.conf_state
-            {
-                return Ok(snap.clone());
+        if let Some((snap, _)) = cache.made.as_ref()
+            && usable(snap)
+        {
+            return Ok(Some(snap.clone()));
+        }
+        if let Some(job) = cache.making.take() {
+            if !job.is_finished() {
+                cache.making = Some(job);
+                return Ok(None);
+            }
+            match job.join() {
+                Ok(Ok((snap, cp))) => {
+                    let m = snap.get_metadata();
+                    tracing::info!(index = m.index, term = m.term, dir = %cp.dir().display(), "made a snapshot for a follower");
+                    // Replaces the previous one (its directory goes with it).
+                    cache.made = Some((snap.clone(), cp));
+                    if usable(&snap) {
+                        return Ok(Some(snap));
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not make a snapshot"),
+                Err(_) => tracing::warn!("the snapshot thread panicked"),
             }
         }
         let dir = self
             .snapshot_dir
             .clone()
             .ok_or_else(|| Error::internal("no snapshot directory"))?;
-        let index = self
-            .db
-            .get_u64(Cf::Meta, meta_key::APPLIED_INDEX)?
-            .unwrap_or(0);
-        let term = self
-            .db
-            .get_u64(Cf::Meta, meta_key::APPLIED_TERM)?
-            .unwrap_or(0);
         // Drop the previous checkpoint first (its directory goes with it).
-        *cache = None;
-        let cp = Checkpoint::take(&self.db, &dir)?;
-        let mut snap = Snapshot::default();
-        snap.set_data(cp.dir().to_string_lossy().as_bytes().to_vec().into());
-        let m = snap.mut_metadata();
-        m.index = index;
-        m.term = term;
-        m.set_conf_state(self.conf_state.clone());
-        tracing::info!(index, term, dir = %cp.dir().display(), "made a snapshot for a follower");
-        *cache = Some((snap.clone(), cp));
-        Ok(snap)
+        cache.made = None;
+        let db = self.db.clone();
+        let job = std::thread::Builder::new()
+            .name("raft-snapshot".into())
+            .spawn(move || take_snapshot(&db, &dir))
+            .map_err(|e| Error::internal(format!("spawn the snapshot thread: {e}")))?;
+        cache.making = Some(job);
+        Ok(None)
     }
 
     /// Initialises an empty log for a new cluster with the given voters.
@@ -250,7 +284,7 @@ impl RaftStorage {
             last_index: 0,
             last_term: 0,
             snapshot_dir: None,
-            snapshot: RefCell::new(None),
+            snapshot: RefCell::default(),
         })
     }
 
@@ -297,7 +331,7 @@ impl RaftStorage {
             last_index: applied,
             last_term: 1,
             snapshot_dir: None,
-            snapshot: RefCell::new(None),
+            snapshot: RefCell::default(),
         })
     }
 
@@ -484,12 +518,42 @@ impl raft::Storage for RaftStorage {
         Ok(self.last_index)
     }
 
+    /// raft-rs asks again (on the follower's next response) while the
+    /// snapshot is temporarily unavailable.
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        self.make_snapshot(request_index).map_err(|e| {
-            tracing::warn!(error = %e, "could not make a snapshot");
-            raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)
-        })
+        match self.make_snapshot(request_index) {
+            Ok(Some(snap)) => Ok(snap),
+            Ok(None) => Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not make a snapshot");
+                Err(raft::Error::Store(
+                    StorageError::SnapshotTemporarilyUnavailable,
+                ))
+            }
+        }
     }
+}
+
+/// Takes a checkpoint of `db` under `dir` and names what it holds.
+fn take_snapshot(db: &Db, dir: &std::path::Path) -> Result<Made> {
+    let cp = Checkpoint::take(db, dir)?;
+    let (index, term, cs) = cp.read(|db| {
+        Ok((
+            db.get_u64(Cf::Meta, meta_key::APPLIED_INDEX)?.unwrap_or(0),
+            db.get_u64(Cf::Meta, meta_key::APPLIED_TERM)?.unwrap_or(0),
+            db.get(Cf::RaftMeta, CONF_STATE)?,
+        ))
+    })?;
+    let cs = cs.ok_or_else(|| Error::internal("a checkpoint without a raft configuration"))?;
+    let mut snap = Snapshot::default();
+    snap.set_data(cp.dir().to_string_lossy().as_bytes().to_vec().into());
+    let m = snap.mut_metadata();
+    m.index = index;
+    m.term = term;
+    m.set_conf_state(ConfState::parse_from_bytes(&cs).map_err(Error::internal)?);
+    Ok((snap, cp))
 }
 
 #[cfg(test)]
@@ -554,5 +618,112 @@ mod tests {
             .entries(3, 5, Some(1), GetEntriesContext::empty(false))
             .unwrap();
         assert_eq!(got.len(), 1, "max_size still returns one entry");
+    }
+
+    /// What the applier does: the state and the applied index in one
+    /// batch.
+    fn apply(db: &Db, index: u64) {
+        let mut wb = WriteBatch::default();
+        wb.put_cf(db.cf(Cf::Kv), format!("k{index}"), b"v");
+        wb.put_cf(
+            db.cf(Cf::Meta),
+            meta_key::APPLIED_INDEX,
+            index.to_be_bytes(),
+        );
+        wb.put_cf(db.cf(Cf::Meta), meta_key::APPLIED_TERM, 2u64.to_be_bytes());
+        db.write(wb).unwrap();
+    }
+
+    /// Asks for a snapshot until the thread making it is done.
+    fn wait_snapshot(s: &RaftStorage) -> Snapshot {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match s.snapshot(0, 2) {
+                Ok(snap) => return snap,
+                Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)) => {
+                    assert!(std::time::Instant::now() < deadline, "no snapshot made");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn snapshots_are_made_off_the_raft_thread_and_name_exactly_the_state_they_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let snaps = dir.path().join("snap");
+        std::fs::create_dir_all(&snaps).unwrap();
+        let mut s = RaftStorage::bootstrap(db.clone(), vec![1]).unwrap();
+        s.set_snapshot_dir(snaps.clone());
+        apply(&db, 1);
+        // The applier keeps writing while the checkpoint is taken.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = std::thread::spawn({
+            let (db, stop) = (db.clone(), stop.clone());
+            move || {
+                let mut index = 1;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    index += 1;
+                    apply(&db, index);
+                }
+                index
+            }
+        });
+        // The first request only starts the work.
+        assert!(matches!(
+            s.snapshot(0, 2),
+            Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable
+            ))
+        ));
+        let snap = wait_snapshot(&s);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let last = writer.join().unwrap();
+        let m = snap.get_metadata();
+        assert!(m.index >= 1 && m.index <= last, "{} of {last}", m.index);
+        assert_eq!(m.term, 2);
+        assert_eq!(m.get_conf_state().voters, vec![1]);
+        // The checkpoint holds the write of the index it names and none
+        // after it.
+        let cp_dir =
+            std::path::PathBuf::from(String::from_utf8_lossy(snap.get_data()).into_owned());
+        let names: Vec<String> = std::fs::read_dir(&cp_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.starts_with("LOG")), "{names:?}");
+        let cp = Db::open_read_only(&cp_dir).unwrap();
+        let key = |i: u64| cp.get(Cf::Kv, format!("k{i}").as_bytes()).unwrap();
+        assert!(key(m.index).is_some());
+        assert!(key(m.index + 1).is_none());
+        assert_eq!(
+            cp.get_u64(Cf::Meta, meta_key::APPLIED_INDEX).unwrap(),
+            Some(m.index)
+        );
+        drop(cp);
+        // Reused while it is recent enough.
+        assert_eq!(s.snapshot(0, 2).unwrap(), snap);
+        // A configuration change makes it useless: the next one names the
+        // new configuration.
+        let cs = ConfState {
+            voters: vec![1, 2],
+            ..Default::default()
+        };
+        let mut wb = WriteBatch::default();
+        wb.put_cf(
+            db.cf(Cf::RaftMeta),
+            CONF_STATE,
+            cs.write_to_bytes().unwrap(),
+        );
+        db.write(wb).unwrap();
+        apply(&db, last + 1);
+        s.set_conf_state(cs.clone());
+        assert!(s.snapshot(0, 2).is_err());
+        let next = wait_snapshot(&s);
+        assert_eq!(next.get_metadata().index, last + 1);
+        assert_eq!(next.get_metadata().get_conf_state(), &cs);
+        assert!(!cp_dir.exists(), "the replaced checkpoint is removed");
     }
 }

@@ -38,6 +38,23 @@ impl Checkpoint {
         Ok(Checkpoint { dir, files })
     }
 
+    /// Reads the checkpoint with `read`, through a read-only open that
+    /// leaves its files as they were taken.
+    pub fn read<T>(&self, read: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+        let db = Db::open_read_only(&self.dir)?;
+        let result = read(&db);
+        drop(db);
+        // The open's info log is no part of the checkpoint.
+        for e in std::fs::read_dir(&self.dir).map_err(Error::internal)? {
+            let e = e.map_err(Error::internal)?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("LOG") && !self.files.iter().any(|(f, _)| *f == name) {
+                std::fs::remove_file(e.path()).map_err(Error::internal)?;
+            }
+        }
+        result
+    }
+
     /// The checkpoint's directory.
     pub fn dir(&self) -> &Path {
         &self.dir

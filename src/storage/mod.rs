@@ -69,6 +69,38 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// The column families with their options (the same for every open).
+fn cf_descriptors() -> [ColumnFamilyDescriptor; Cf::ALL.len()] {
+    let cache = Cache::new_lru_cache(64 << 20);
+    Cf::ALL.map(|cf| {
+        let mut o = Options::default();
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        // Index and filter blocks live with each open table, outside the
+        // block cache: about 1-2% of the data, read once per table. In
+        // the cache, data blocks evicted them and every new iterator
+        // re-read and decompressed whole index blocks.
+        table.set_cache_index_and_filter_blocks(false);
+        o.set_block_based_table_factory(&table);
+        o.set_compression_type(DBCompressionType::Lz4);
+        o.set_bottommost_compression_type(DBCompressionType::Zstd);
+        if cf == Cf::Kv {
+            o.set_prefix_extractor(SliceTransform::create(
+                "oxcd.kv.user_key",
+                kv_user_key_prefix,
+                Some(kv_is_version_key),
+            ));
+        }
+        if cf == Cf::RaftLog {
+            // Appended once, read rarely, deleted in ranges: small
+            // memtables, no compression cost on the hot path.
+            o.set_compression_type(DBCompressionType::None);
+        }
+        ColumnFamilyDescriptor::new(cf.name(), o)
+    })
+}
+
 impl Db {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Arc<Db>> {
@@ -88,35 +120,21 @@ impl Db {
         // etcd's preallocated WAL segments avoid it).
         opts.set_recycle_log_file_num(4);
 
-        let cache = Cache::new_lru_cache(64 << 20);
-        let cfs = Cf::ALL.map(|cf| {
-            let mut o = Options::default();
-            let mut table = BlockBasedOptions::default();
-            table.set_block_cache(&cache);
-            table.set_bloom_filter(10.0, false);
-            // Index and filter blocks live with each open table, outside the
-            // block cache: about 1-2% of the data, read once per table. In
-            // the cache, data blocks evicted them and every new iterator
-            // re-read and decompressed whole index blocks.
-            table.set_cache_index_and_filter_blocks(false);
-            o.set_block_based_table_factory(&table);
-            o.set_compression_type(DBCompressionType::Lz4);
-            o.set_bottommost_compression_type(DBCompressionType::Zstd);
-            if cf == Cf::Kv {
-                o.set_prefix_extractor(SliceTransform::create(
-                    "oxcd.kv.user_key",
-                    kv_user_key_prefix,
-                    Some(kv_is_version_key),
-                ));
-            }
-            if cf == Cf::RaftLog {
-                // Appended once, read rarely, deleted in ranges: small
-                // memtables, no compression cost on the hot path.
-                o.set_compression_type(DBCompressionType::None);
-            }
-            ColumnFamilyDescriptor::new(cf.name(), o)
-        });
-        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let db = DB::open_cf_descriptors(&opts, path, cf_descriptors())?;
+        let mut sync_opts = WriteOptions::default();
+        sync_opts.set_sync(true);
+        Ok(Arc::new(Db {
+            db,
+            sync_opts,
+            async_opts: WriteOptions::default(),
+        }))
+    }
+
+    /// Opens the database at `path` for reading only: it must exist, and
+    /// nothing in it changes (RocksDB writes only an info log there).
+    pub fn open_read_only(path: &Path) -> Result<Arc<Db>> {
+        let db =
+            DB::open_cf_descriptors_read_only(&Options::default(), path, cf_descriptors(), false)?;
         let mut sync_opts = WriteOptions::default();
         sync_opts.set_sync(true);
         Ok(Arc::new(Db {

@@ -240,6 +240,58 @@ fn a_lagging_follower_catches_up_by_snapshot() {
 }
 
 #[test]
+fn a_snapshot_installs_while_raft_goes_on_and_a_crash_before_it_ends_keeps_the_old_state() {
+    let mut sim = Sim::with_snapshot_count(3, 7, 5);
+    let l = elect(&mut sim, 100);
+    let f = (l + 1) % 3;
+    sim.partition(&[f]);
+    for _ in 0..30 {
+        sim.propose(l);
+        sim.deliver_all(10_000);
+    }
+    let old = sim.state_machine(f);
+    let old_log = sim.log_state(f);
+    sim.heal();
+    for _ in 0..100 {
+        if sim.is_installing(f) {
+            break;
+        }
+        sim.tick(l);
+        sim.deliver_all(10_000);
+    }
+    assert!(sim.is_installing(f), "the follower started an install");
+    // While the install runs, time passes and the leader goes on writing:
+    // the follower keeps hearing it (no election) and applies nothing.
+    let term = sim.log_state(l).hs.term;
+    for _ in 0..40 {
+        sim.tick_all();
+        sim.propose(l);
+        sim.deliver_all(10_000);
+    }
+    assert_safe(&sim);
+    assert!(sim.is_installing(f));
+    assert_eq!(sim.state_machine(f).applied, old.applied, "nothing applied");
+    assert!(sim.is_leader(l), "the leader kept its place");
+    assert_eq!(sim.log_state(l).hs.term, term, "no election meanwhile");
+    assert!(sim.log_state(f).before_install.is_some());
+    // A crash before the install's write finds the old log and state.
+    sim.crash(f);
+    assert_eq!(sim.log_state(f).truncated, old_log.truncated);
+    assert_eq!(sim.log_state(f).entries.len(), old_log.entries.len());
+    assert_eq!(sim.state_machine(f).applied, old.applied);
+    // Started again, it installs a snapshot and catches up.
+    sim.converge(300);
+    assert_safe(&sim);
+    assert!(
+        sim.sink_calls(f)
+            .iter()
+            .any(|c| matches!(c, Applied::Snapshot(_))),
+        "the follower installed a snapshot"
+    );
+    assert_eq!(sim.state_machine(f).ids, sim.state_machine(l).ids);
+}
+
+#[test]
 fn restarting_every_member_keeps_every_acknowledged_write() {
     let mut sim = Sim::new(3, 8);
     let l = elect(&mut sim, 100);
@@ -267,6 +319,7 @@ fn restarting_every_member_keeps_every_acknowledged_write() {
 fn random_runs(members: usize, seeds: std::ops::Range<u64>, steps: usize, snapshot_count: u64) {
     let mix = Mix::default();
     let (mut acked, mut snapshots, mut restarts, mut reads) = (0, 0, 0, 0);
+    let (mut installs, mut crashed_installing) = (0, 0);
     for seed in seeds {
         let mut sim = Sim::with_snapshot_count(members, seed, snapshot_count);
         for _ in 0..steps {
@@ -285,11 +338,18 @@ fn random_runs(members: usize, seeds: std::ops::Range<u64>, steps: usize, snapsh
         snapshots += sim.snapshots_installed();
         restarts += sim.restarts;
         reads += sim.answered.len();
+        installs += sim.installs;
+        crashed_installing += sim.crashed_installing;
     }
+    eprintln!(
+        "{members} members: {acked} writes, {snapshots} snapshots ({installs} finished at a later step, {crashed_installing} crashed mid-install), {restarts} restarts, {reads} reads"
+    );
     // The runs covered what they are for.
     assert!(acked > 0, "the runs made progress");
     assert!(snapshots > 0, "members caught up by snapshot");
     assert!(restarts > 0, "members restarted");
+    assert!(installs > 0, "installs ran while raft went on");
+    assert!(crashed_installing > 0, "members crashed mid-install");
     assert!(reads > 0, "reads were answered");
 }
 

@@ -23,7 +23,8 @@
 //! (cross-cutting refusals: [`alarm::CorruptGuard`], [`alarm::NoSpaceGuard`];
 //! authorization will be one more), and hands the request to its domain:
 //! [`kv`], [`lease`], [`alarm`], [`membership`]; [`snapshot`] installs a
-//! leader's snapshot.
+//! leader's snapshot, off the raft thread (the runner applies nothing
+//! until it ends).
 //!
 //! etcd counterparts: `server/etcdserver/server.go` (`applyEntryNormal`),
 //! `server/etcdserver/apply/*.go`.
@@ -283,8 +284,12 @@ impl crate::raft::node::ApplySink for Applier {
         &mut self,
         snap: &Snapshot,
         raft_writes: rocksdb::WriteBatch,
-    ) -> Result<()> {
-        self.install(snap, raft_writes)
+    ) -> Result<crate::raft::node::InstallJob> {
+        Ok(self.install(snap, raft_writes))
+    }
+
+    fn installed(&mut self, snap: &Snapshot) {
+        Applier::installed(self, snap);
     }
 }
 
