@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -84,6 +84,9 @@ pub struct RaftStatus {
     /// committed by it alone, so its applied state already holds every
     /// acknowledged write and a linearizable read needs no ReadIndex.
     pub sole_voter_leader: AtomicBool,
+    /// Client requests (proposals, reads, configuration changes) in the
+    /// inbox: they may fill only part of it, the rest is kept for peers.
+    pub queued_requests: AtomicI64,
 }
 
 /// Settings of the raft thread.
@@ -114,6 +117,10 @@ pub const INBOX: usize = 8192;
 #[derive(Clone)]
 pub struct RaftHandle {
     tx: mpsc::SyncSender<RaftMsg>,
+    /// How many of the inbox's places client requests may take (three
+    /// quarters); the rest is kept for peer messages, so that heartbeats
+    /// and appends still get in under a flood of proposals.
+    client_share: i64,
     pub status: Arc<RaftStatus>,
 }
 
@@ -125,18 +132,38 @@ impl RaftHandle {
         status: Arc<RaftStatus>,
     ) -> (RaftHandle, mpsc::Receiver<RaftMsg>) {
         let (tx, rx) = mpsc::sync_channel(capacity);
-        (RaftHandle { tx, status }, rx)
+        let client_share = (capacity as i64 * 3 / 4).max(1);
+        (
+            RaftHandle {
+                tx,
+                client_share,
+                status,
+            },
+            rx,
+        )
     }
 
-    /// Queues a proposal; refused when the inbox is full or the raft
-    /// thread has stopped.
+    /// Queues a proposal; refused when client requests fill their share
+    /// of the inbox or the raft thread has stopped.
     pub fn propose(&self, id: u64, data: Vec<u8>) -> Result<()> {
-        self.send(RaftMsg::Propose { id, data })
+        self.send_request(RaftMsg::Propose { id, data })
     }
 
     /// Queues a configuration change.
     pub fn propose_conf_change(&self, id: u64, cc: ConfChange) -> Result<()> {
-        self.send(RaftMsg::ProposeConfChange { id, cc })
+        self.send_request(RaftMsg::ProposeConfChange { id, cc })
+    }
+
+    /// Queues a client request, within the client share of the inbox.
+    fn send_request(&self, msg: RaftMsg) -> Result<()> {
+        let queued = &self.status.queued_requests;
+        if queued.fetch_add(1, Ordering::AcqRel) >= self.client_share {
+            queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::TooManyRequests);
+        }
+        self.send(msg).inspect_err(|_| {
+            queued.fetch_sub(1, Ordering::AcqRel);
+        })
     }
 
     /// Queues any request for the raft thread without waiting:
@@ -169,7 +196,7 @@ impl RaftHandle {
     /// Asks for a read index.
     pub fn read_index(&self) -> Result<oneshot::Receiver<u64>> {
         let (reply, rx) = oneshot::channel();
-        self.send(RaftMsg::ReadIndex { reply })?;
+        self.send_request(RaftMsg::ReadIndex { reply })?;
         Ok(rx)
     }
 }
@@ -464,7 +491,13 @@ impl<S: LogStore> Runner<S> {
                 let spawned = thread::Builder::new()
                     .name("raft-install".into())
                     .spawn(move || {
-                        let _ = done.send(job());
+                        // A panic is a fault like any other: it must not
+                        // leave the raft thread waiting forever.
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+                            .unwrap_or_else(|_| {
+                                Err(Error::internal("the snapshot install panicked"))
+                            });
+                        let _ = done.send(result);
                     });
                 if let Err(e) = spawned {
                     crate::process::fatal("spawning the snapshot install", &e);
@@ -522,7 +555,22 @@ impl<S: LogStore> Runner<S> {
 
     /// Handles one request.
     pub fn handle(&mut self, msg: RaftMsg) {
+        if matches!(
+            msg,
+            RaftMsg::Propose { .. } | RaftMsg::ReadIndex { .. } | RaftMsg::ProposeConfChange { .. }
+        ) {
+            self.status.queued_requests.fetch_sub(1, Ordering::AcqRel);
+        }
         match msg {
+            RaftMsg::Propose { id, .. } | RaftMsg::ProposeConfChange { id, .. }
+                if self.installing.is_some() =>
+            {
+                // Nothing raft produces leaves before the install ends, and
+                // a forwarded proposal would wait in memory meanwhile:
+                // refused at once instead. (Reads need no such care: the
+                // read barrier keeps one ReadIndex in flight at a time.)
+                (self.on_dropped)(id);
+            }
             RaftMsg::Propose { id, data } => {
                 if self.node.propose(vec![], data).is_err() {
                     (self.on_dropped)(id);
@@ -823,26 +871,41 @@ mod tests {
         }
     }
 
+    /// What the raft thread does when it takes a client request.
+    fn take(h: &RaftHandle, rx: &mpsc::Receiver<RaftMsg>) -> Option<u64> {
+        let m = rx.try_recv().ok()?;
+        h.status.queued_requests.fetch_sub(1, Ordering::AcqRel);
+        proposal_id(m)
+    }
+
     #[test]
-    fn a_full_inbox_refuses_proposals_and_reads_until_it_drains() {
-        let (h, rx) = RaftHandle::channel(2, Arc::new(RaftStatus::default()));
-        h.propose(1, vec![]).unwrap();
-        h.propose(2, vec![]).unwrap();
-        assert!(matches!(h.propose(3, vec![1]), Err(Error::TooManyRequests)));
+    fn a_full_inbox_refuses_proposals_and_reads_and_keeps_room_for_peers() {
+        let (h, rx) = RaftHandle::channel(4, Arc::new(RaftStatus::default()));
+        for id in 1..=3 {
+            h.propose(id, vec![]).unwrap();
+        }
+        // Client requests may take three of the four places.
+        assert!(matches!(h.propose(9, vec![1]), Err(Error::TooManyRequests)));
         assert!(matches!(h.read_index(), Err(Error::TooManyRequests)));
+        // The last one is a peer's.
+        h.send(RaftMsg::Unreachable(7)).unwrap();
         assert!(matches!(
-            h.send(RaftMsg::Unreachable(7)),
+            h.send(RaftMsg::Unreachable(8)),
             Err(Error::TooManyRequests)
         ));
         // The refused requests left nothing behind; room comes back as the
         // raft thread takes requests.
-        assert_eq!(rx.try_recv().ok().and_then(proposal_id), Some(1));
+        assert_eq!(take(&h, &rx), Some(1));
         h.propose(4, vec![]).unwrap();
-        assert_eq!(rx.try_recv().ok().and_then(proposal_id), Some(2));
-        assert_eq!(rx.try_recv().ok().and_then(proposal_id), Some(4));
+        assert_eq!(take(&h, &rx), Some(2));
+        assert_eq!(take(&h, &rx), Some(3));
+        assert!(matches!(rx.try_recv(), Ok(RaftMsg::Unreachable(7))));
+        assert_eq!(take(&h, &rx), Some(4));
         assert!(rx.try_recv().is_err());
+        assert_eq!(h.status.queued_requests.load(Ordering::Acquire), 0);
         drop(rx);
         assert!(matches!(h.propose(5, vec![]), Err(Error::Stopped)));
+        assert_eq!(h.status.queued_requests.load(Ordering::Acquire), 0);
     }
 
     #[tokio::test]

@@ -26,6 +26,7 @@ impl Applier {
         let lessor = self.lessor.clone();
         let alarms = self.alarms.clone();
         let members = self.members.clone();
+        let hub = self.hub.clone();
         let member_id = self.member_id;
         Box::new(move || {
             let db = store.db().clone();
@@ -69,6 +70,8 @@ impl Applier {
             if let Some(t) = Members::load(&db)? {
                 members.set(t);
             }
+            // Watchers catch up from the restored state at once.
+            hub.reset_after_restore(store.current_rev());
             Ok(())
         })
     }
@@ -77,7 +80,6 @@ impl Applier {
     pub(super) fn installed(&mut self, snap: &Snapshot) {
         let index = snap.get_metadata().index;
         self.applied = index;
-        self.hub.reset_after_restore(self.store.current_rev());
         self.status.applied.store(index, Ordering::Release);
         self.applied_tx.send_replace(index);
     }
