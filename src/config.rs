@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::version;
 
 mod server;
+pub mod tls;
 pub use server::ServerConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +133,60 @@ const FLAGS: &[FlagDef] = &[
         Kind::Str,
         "etcd-cluster",
         "Initial cluster token for the etcd cluster during bootstrap.",
+    ),
+    flag(
+        "cert-file",
+        Kind::Str,
+        "",
+        "Path to the client server TLS cert file.",
+    ),
+    flag(
+        "key-file",
+        Kind::Str,
+        "",
+        "Path to the client server TLS key file.",
+    ),
+    flag(
+        "client-cert-auth",
+        Kind::Bool,
+        "false",
+        "Enable client cert authentication.",
+    ),
+    flag(
+        "client-crl-file",
+        Kind::Str,
+        "",
+        "Path to the client certificate revocation list file.",
+    ),
+    flag(
+        "client-cert-allowed-hostname",
+        Kind::List,
+        "",
+        "Comma-separated list of SAN hostnames for client cert authentication.",
+    ),
+    flag(
+        "trusted-ca-file",
+        Kind::Str,
+        "",
+        "Path to the client server TLS trusted CA cert file.",
+    ),
+    flag(
+        "tls-min-version",
+        Kind::Str,
+        "TLS1.2",
+        "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.",
+    ),
+    flag(
+        "tls-max-version",
+        Kind::Str,
+        "",
+        "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty defers to the highest).",
+    ),
+    flag(
+        "cipher-suites",
+        Kind::List,
+        "",
+        "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).",
     ),
     flag(
         "max-request-bytes",
@@ -299,6 +354,11 @@ pub struct Config {
     pub log_outputs: Vec<String>,
     pub watch_progress_notify_interval: Duration,
     pub lease_checkpoint_interval: Duration,
+    /// The client side's certificates and checks (`https://` client and
+    /// metrics URLs).
+    pub client_tls: tls::TlsInfo,
+    /// TLS versions and cipher suites, for every TLS listener.
+    pub tls: tls::TlsSettings,
     /// Warnings to log once logging is up (e.g. unknown env variables).
     pub warnings: Vec<String>,
 }
@@ -514,6 +574,10 @@ fn load_file(
     };
     for (k, v) in map {
         let Some(key) = k.as_str() else { continue };
+        if key == "client-transport-security" {
+            security_section(path, key, &v, &mut out)?;
+            continue;
+        }
         let Some(def) = find(key).filter(|d| d.name != "config-file" && d.name != "help") else {
             warnings.push(format!(
                 "config file {path:?}: unsupported key {key:?} ignored"
@@ -540,6 +604,67 @@ fn load_file(
         out.insert(def.name, raw);
     }
     Ok(out)
+}
+
+/// The file's `client-transport-security:` section, whose keys stand for
+/// the client TLS flags (etcd: `embed.securityConfig`); `allowed-cn` has
+/// no flag. Keys oxcd cannot honour yet refuse the start.
+fn security_section(
+    path: &str,
+    section: &str,
+    v: &serde_yaml::Value,
+    out: &mut BTreeMap<&'static str, String>,
+) -> Result<(), ConfigError> {
+    let serde_yaml::Value::Mapping(m) = v else {
+        if v.is_null() {
+            return Ok(());
+        }
+        return Err(ConfigError::invalid(format!(
+            "error parsing config file {path:?}: bad value for {section:?}"
+        )));
+    };
+    for (k, v) in m {
+        let Some(key) = k.as_str() else { continue };
+        let name: &'static str = match key {
+            "cert-file" => "cert-file",
+            "key-file" => "key-file",
+            "client-cert-auth" => "client-cert-auth",
+            "trusted-ca-file" => "trusted-ca-file",
+            "allowed-hostname" => "client-cert-allowed-hostname",
+            "allowed-cn" => "client-cert-allowed-cn",
+            other => {
+                let unset = match v {
+                    serde_yaml::Value::Null => true,
+                    serde_yaml::Value::Bool(b) => !b,
+                    serde_yaml::Value::String(s) => s.is_empty(),
+                    _ => false,
+                };
+                if unset {
+                    continue;
+                }
+                return Err(ConfigError::invalid(format!(
+                    "config file {path:?}: {section}.{other} is not supported by oxcd yet"
+                )));
+            }
+        };
+        let raw = match v {
+            serde_yaml::Value::Null => continue,
+            serde_yaml::Value::String(s) => s.clone(),
+            serde_yaml::Value::Bool(b) => b.to_string(),
+            serde_yaml::Value::Sequence(items) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => {
+                return Err(ConfigError::invalid(format!(
+                    "error parsing config file {path:?}: bad value for {section}.{key}"
+                )));
+            }
+        };
+        out.insert(name, raw);
+    }
+    Ok(())
 }
 
 fn build(
@@ -664,11 +789,41 @@ fn build(
         log_outputs: list("log-outputs"),
         watch_progress_notify_interval,
         lease_checkpoint_interval: duration("experimental-lease-checkpoint-interval")?,
+        client_tls: tls::TlsInfo {
+            cert_file: get("cert-file"),
+            key_file: get("key-file"),
+            trusted_ca_file: get("trusted-ca-file"),
+            client_cert_auth: bool_flag("client-cert-auth")?,
+            crl_file: get("client-crl-file"),
+            allowed_hostnames: list("client-cert-allowed-hostname"),
+            allowed_cns: list("client-cert-allowed-cn"),
+        },
+        tls: tls::TlsSettings::parse(
+            &get("tls-min-version"),
+            &get("tls-max-version"),
+            &list("cipher-suites"),
+        )
+        .map_err(ConfigError::invalid)?,
         name,
         data_dir,
         warnings,
     };
     validate(&cfg, explicit)?;
+    let mut cfg = cfg;
+    for u in &cfg.listen_client_urls {
+        if u.starts_with("http://") {
+            if !cfg.client_tls.is_empty() {
+                cfg.warnings.push(format!(
+                    "scheme is HTTP while key and cert files are present; ignoring key and cert files (client-url {u})"
+                ));
+            }
+            if cfg.client_tls.client_cert_auth {
+                cfg.warnings.push(format!(
+                    "scheme is HTTP while --client-cert-auth is enabled; ignoring client cert auth for this URL (client-url {u})"
+                ));
+            }
+        }
+    }
     Ok(Command::Run(Box::new(cfg)))
 }
 
@@ -686,6 +841,31 @@ fn validate(cfg: &Config, explicit: &[&'static str]) -> Result<(), ConfigError> 
         .chain(&cfg.listen_peer_urls)
     {
         listen_addr(u).map_err(ConfigError::invalid)?;
+    }
+    for u in &cfg.listen_peer_urls {
+        if u.starts_with("https://") {
+            return Err(ConfigError::invalid(format!(
+                "peer TLS is not supported yet: {u}"
+            )));
+        }
+    }
+    cfg.client_tls.validate().map_err(ConfigError::invalid)?;
+    for u in &cfg.listen_client_urls {
+        if u.starts_with("https://") && cfg.client_tls.is_empty() {
+            return Err(ConfigError::invalid(format!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url {u} with HTTPS scheme"
+            )));
+        }
+    }
+    if cfg
+        .listen_metrics_urls
+        .iter()
+        .any(|u| u.starts_with("https://"))
+        && cfg.client_tls.is_empty()
+    {
+        return Err(ConfigError::invalid(
+            "client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url",
+        ));
     }
     let mine: Vec<&String> = cfg
         .initial_cluster
@@ -778,12 +958,12 @@ fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, ConfigError> 
     Ok(out)
 }
 
-/// The socket address a client URL listens on. Only `http` URLs are served
-/// so far (TLS and unix sockets are not implemented yet).
+/// The socket address a listen URL binds. `http` and `https` URLs are
+/// served (unix sockets are not implemented yet).
 pub fn listen_addr(url: &str) -> Result<SocketAddr, String> {
     let rest = match url.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some(("https" | "unix" | "unixs", _)) => {
+        Some(("http" | "https", rest)) => rest,
+        Some(("unix" | "unixs", _)) => {
             return Err(format!("listen URL scheme not supported yet: {url}"));
         }
         _ => {

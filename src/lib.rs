@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! main → api → server → snapshot → peer → raft → { mvcc, lease, cluster } → storage
-//! leaves: proto, error, version, log, metrics, codec, config, process
+//! leaves: proto, error, version, log, metrics, codec, config, process, tls
 //! ```
 //!
 //! - [`api`]: gRPC services; validation and response headers.
@@ -19,6 +19,7 @@
 //! - [`cluster`]: member and cluster ids; the member table.
 //! - [`storage`]: the RocksDB instance, its schema, checkpoints.
 //! - [`process`]: the one way the process stops itself.
+//! - [`tls`]: TLS on the listeners, as etcd sets it up.
 
 pub mod api;
 pub mod cluster;
@@ -36,6 +37,7 @@ pub mod raft;
 pub mod server;
 pub mod snapshot;
 pub mod storage;
+pub mod tls;
 pub mod version;
 
 pub use error::{Error, Result};

@@ -80,6 +80,19 @@ async fn run(cfg: config::Config) -> oxcd::Result<()> {
         peer_addrs.push((url.clone(), addr));
     }
     let peer_listeners = oxcd::api::bind(&peer_addrs).await?;
+    // Certificates, keys and the CA are read now: bad ones fail the start.
+    let secure = cfg
+        .listen_client_urls
+        .iter()
+        .chain(&cfg.listen_metrics_urls)
+        .any(|u| u.starts_with("https://"));
+    let client_tls = if secure {
+        let acceptor =
+            oxcd::tls::Acceptor::new(&cfg.client_tls, &cfg.tls).map_err(oxcd::Error::Internal)?;
+        Some(std::sync::Arc::new(acceptor))
+    } else {
+        None
+    };
     let server = oxcd::server::Server::open(cfg.server_config()).await?;
     oxcd::api::serve_peers(server.clone(), peer_listeners);
     server.ready().await?;
@@ -94,6 +107,7 @@ async fn run(cfg: config::Config) -> oxcd::Result<()> {
         server.clone(),
         listeners,
         metrics_listeners,
+        client_tls,
         shutdown.clone(),
     );
     tokio::pin!(serving);

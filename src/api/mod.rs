@@ -79,13 +79,24 @@ pub fn serve_peers(server: Arc<Server>, listeners: Vec<(String, TcpListener)>) {
     }
 }
 
-/// Serves gRPC on the listeners until `shutdown` is cancelled.
+/// Serves gRPC and etcd's HTTP endpoints on the listeners until `shutdown`
+/// is cancelled; `https://` URLs through `client_tls`.
 pub async fn serve(
     server: Arc<Server>,
     listeners: Vec<(String, TcpListener)>,
     metrics_listeners: Vec<(String, TcpListener)>,
+    client_tls: Option<Arc<crate::tls::Acceptor>>,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let tls_for = |url: &str| -> Result<Option<Arc<crate::tls::Acceptor>>> {
+        if !url.starts_with("https://") {
+            return Ok(None);
+        }
+        client_tls
+            .clone()
+            .map(Some)
+            .ok_or_else(|| Error::internal(format!("no client TLS configured for {url}")))
+    };
     let max_recv = server.config().max_request_bytes + GRPC_OVERHEAD_BYTES;
     let kv = KvServer::new(kv::KvService::new(server.kv().clone()))
         .max_decoding_message_size(max_recv)
@@ -131,12 +142,27 @@ pub async fn serve(
             .add_service(election.clone())
             .add_service(health.clone());
         let shutdown = shutdown.clone();
-        tracing::info!(address = %url, "serving client traffic insecurely; this is strongly discouraged!");
-        tasks.spawn(async move {
-            router
-                .serve_with_incoming_shutdown(accept(listener), shutdown.cancelled_owned())
-                .await
-        });
+        match tls_for(&url)? {
+            Some(tls) => {
+                tracing::info!(address = %url, "serving client traffic securely");
+                tasks.spawn(async move {
+                    router
+                        .serve_with_incoming_shutdown(
+                            crate::tls::incoming(listener, tls),
+                            shutdown.cancelled_owned(),
+                        )
+                        .await
+                });
+            }
+            None => {
+                tracing::info!(address = %url, "serving client traffic insecurely; this is strongly discouraged!");
+                tasks.spawn(async move {
+                    router
+                        .serve_with_incoming_shutdown(accept(listener), shutdown.cancelled_owned())
+                        .await
+                });
+            }
+        }
     }
     for (url, listener) in metrics_listeners {
         let http_server = server.clone();
@@ -148,11 +174,21 @@ pub async fn serve(
             .add_routes(tonic::service::Routes::default());
         let shutdown = shutdown.clone();
         tracing::info!(address = %url, "serving metrics and health");
-        tasks.spawn(async move {
-            router
-                .serve_with_incoming_shutdown(accept(listener), shutdown.cancelled_owned())
-                .await
-        });
+        match tls_for(&url)? {
+            Some(tls) => tasks.spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(
+                        crate::tls::incoming(listener, tls),
+                        shutdown.cancelled_owned(),
+                    )
+                    .await
+            }),
+            None => tasks.spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(accept(listener), shutdown.cancelled_owned())
+                    .await
+            }),
+        };
     }
     tracing::info!("ready to serve client requests");
     while let Some(r) = tasks.join_next().await {

@@ -336,3 +336,95 @@ fn initial_cluster_errors_match_etcd() {
     assert!(run(&["--initial-cluster-state", "bogus"], &[]).is_err());
     assert!(run(&["--initial-cluster", "nonsense"], &[]).is_err());
 }
+
+#[test]
+fn client_tls_flags_env_file_and_refusals() {
+    let https = [
+        "--listen-client-urls",
+        "https://127.0.0.1:2379",
+        "--advertise-client-urls",
+        "https://127.0.0.1:2379",
+    ];
+    let err = run(&https, &[]).unwrap_err();
+    assert_eq!(
+        err.message,
+        "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"
+    );
+    assert_eq!(err.exit_code, 1);
+    let mut with_cert = https.to_vec();
+    with_cert.extend(["--cert-file", "s.pem"]);
+    assert_eq!(
+        run(&with_cert, &[]).unwrap_err().message,
+        "KeyFile and CertFile must both be present[key: , cert: s.pem]"
+    );
+    with_cert.extend([
+        "--key-file",
+        "s-key.pem",
+        "--client-cert-auth",
+        "--trusted-ca-file=ca.pem",
+        "--client-cert-allowed-hostname=a.example,b.example",
+        "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    ]);
+    let c = run(&with_cert, &[("ETCD_CLIENT_CRL_FILE", "crl.der")]).unwrap();
+    assert_eq!(c.client_tls.cert_file, "s.pem");
+    assert_eq!(c.client_tls.key_file, "s-key.pem");
+    assert!(c.client_tls.client_cert_auth);
+    assert_eq!(c.client_tls.trusted_ca_file, "ca.pem");
+    assert_eq!(c.client_tls.crl_file, "crl.der");
+    assert_eq!(
+        c.client_tls.allowed_hostnames,
+        vec!["a.example", "b.example"]
+    );
+    assert_eq!(
+        c.tls.cipher_suites,
+        ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // Certificates with an http URL: a warning, as etcd gives.
+    let c = run(&["--cert-file=s.pem", "--key-file=k.pem"], &[]).unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.starts_with("scheme is HTTP while key and cert files are present")),
+        "{:?}",
+        c.warnings
+    );
+    assert_eq!(
+        run(
+            &[
+                "--listen-metrics-urls=https://127.0.0.1:2381",
+                "--listen-client-urls=http://127.0.0.1:2379",
+                "--advertise-client-urls=http://127.0.0.1:2379"
+            ],
+            &[]
+        )
+        .unwrap_err()
+        .message,
+        "client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url"
+    );
+    assert_eq!(
+        run(&["--tls-min-version=TLS1.0"], &[]).unwrap_err().message,
+        "unexpected TLS version \"TLS1.0\" (must be one of: TLS1.2, TLS1.3)"
+    );
+
+    // The file's client-transport-security section, with allowed-cn.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etcd.yml");
+    std::fs::write(
+        &path,
+        "listen-client-urls: https://127.0.0.1:2379\nadvertise-client-urls: https://127.0.0.1:2379\nclient-transport-security:\n  cert-file: s.pem\n  key-file: s-key.pem\n  client-cert-auth: true\n  trusted-ca-file: ca.pem\n  allowed-cn: [kube-apiserver-etcd-client]\n  auto-tls: false\ntls-min-version: TLS1.3\n",
+    )
+    .unwrap();
+    let c = run(&["--config-file", path.to_str().unwrap()], &[]).unwrap();
+    assert_eq!(c.client_tls.cert_file, "s.pem");
+    assert!(c.client_tls.client_cert_auth);
+    assert_eq!(c.client_tls.allowed_cns, vec!["kube-apiserver-etcd-client"]);
+    assert_eq!(c.tls.min_version, Some(tls::TlsVersion::Tls13));
+    std::fs::write(&path, "client-transport-security:\n  auto-tls: true\n").unwrap();
+    assert!(
+        run(&["--config-file", path.to_str().unwrap()], &[])
+            .unwrap_err()
+            .message
+            .contains("client-transport-security.auto-tls is not supported by oxcd yet")
+    );
+}

