@@ -171,6 +171,72 @@ const FLAGS: &[FlagDef] = &[
         "Path to the client server TLS trusted CA cert file.",
     ),
     flag(
+        "peer-cert-file",
+        Kind::Str,
+        "",
+        "Path to the peer server TLS cert file.",
+    ),
+    flag(
+        "peer-key-file",
+        Kind::Str,
+        "",
+        "Path to the peer server TLS key file.",
+    ),
+    flag(
+        "peer-client-cert-file",
+        Kind::Str,
+        "",
+        "Path to an explicit peer client TLS cert file otherwise peer cert file will be used when client auth is required.",
+    ),
+    flag(
+        "peer-client-key-file",
+        Kind::Str,
+        "",
+        "Path to an explicit peer client TLS key file otherwise peer key file will be used when client auth is required.",
+    ),
+    flag(
+        "peer-client-cert-auth",
+        Kind::Bool,
+        "false",
+        "Enable peer client cert authentication.",
+    ),
+    flag(
+        "peer-trusted-ca-file",
+        Kind::Str,
+        "",
+        "Path to the peer server TLS trusted CA file.",
+    ),
+    flag(
+        "peer-crl-file",
+        Kind::Str,
+        "",
+        "Path to the peer certificate revocation list file.",
+    ),
+    flag(
+        "peer-cert-allowed-cn",
+        Kind::List,
+        "",
+        "Comma-separated list of allowed CNs for inter-peer TLS authentication.",
+    ),
+    flag(
+        "peer-cert-allowed-hostname",
+        Kind::List,
+        "",
+        "Comma-separated list of allowed SAN hostnames for inter-peer TLS authentication.",
+    ),
+    flag(
+        "peer-skip-client-san-verification",
+        Kind::Bool,
+        "false",
+        "Skip verification of SAN field in client certificate for peer connections.",
+    ),
+    flag(
+        "experimental-peer-skip-client-san-verification",
+        Kind::Bool,
+        "false",
+        "Skip verification of SAN field in client certificate for peer connections. Deprecated: use --peer-skip-client-san-verification.",
+    ),
+    flag(
         "tls-min-version",
         Kind::Str,
         "TLS1.2",
@@ -357,6 +423,8 @@ pub struct Config {
     /// The client side's certificates and checks (`https://` client and
     /// metrics URLs).
     pub client_tls: tls::TlsInfo,
+    /// The peer side's (`https://` peer URLs, and dialing other members).
+    pub peer_tls: tls::TlsInfo,
     /// TLS versions and cipher suites, for every TLS listener.
     pub tls: tls::TlsSettings,
     /// Warnings to log once logging is up (e.g. unknown env variables).
@@ -574,7 +642,7 @@ fn load_file(
     };
     for (k, v) in map {
         let Some(key) = k.as_str() else { continue };
-        if key == "client-transport-security" {
+        if key == "client-transport-security" || key == "peer-transport-security" {
             security_section(path, key, &v, &mut out)?;
             continue;
         }
@@ -625,14 +693,24 @@ fn security_section(
     };
     for (k, v) in m {
         let Some(key) = k.as_str() else { continue };
-        let name: &'static str = match key {
-            "cert-file" => "cert-file",
-            "key-file" => "key-file",
-            "client-cert-auth" => "client-cert-auth",
-            "trusted-ca-file" => "trusted-ca-file",
-            "allowed-hostname" => "client-cert-allowed-hostname",
-            "allowed-cn" => "client-cert-allowed-cn",
-            other => {
+        let peer = section == "peer-transport-security";
+        let name: &'static str = match (peer, key) {
+            (false, "cert-file") => "cert-file",
+            (false, "key-file") => "key-file",
+            (false, "client-cert-auth") => "client-cert-auth",
+            (false, "trusted-ca-file") => "trusted-ca-file",
+            (false, "allowed-hostname") => "client-cert-allowed-hostname",
+            (false, "allowed-cn") => "client-cert-allowed-cn",
+            (true, "cert-file") => "peer-cert-file",
+            (true, "key-file") => "peer-key-file",
+            (true, "client-cert-file") => "peer-client-cert-file",
+            (true, "client-key-file") => "peer-client-key-file",
+            (true, "client-cert-auth") => "peer-client-cert-auth",
+            (true, "trusted-ca-file") => "peer-trusted-ca-file",
+            (true, "allowed-hostname") => "peer-cert-allowed-hostname",
+            (true, "allowed-cn") => "peer-cert-allowed-cn",
+            (true, "skip-client-san-verification") => "peer-skip-client-san-verification",
+            (_, other) => {
                 let unset = match v {
                     serde_yaml::Value::Null => true,
                     serde_yaml::Value::Bool(b) => !b,
@@ -700,6 +778,14 @@ fn build(
         })
     };
     let mut warnings = warnings;
+    if explicit.contains(&"experimental-peer-skip-client-san-verification") {
+        if explicit.contains(&"peer-skip-client-san-verification") {
+            return Err(ConfigError::invalid(
+                "cannot set --experimental-peer-skip-client-san-verification and --peer-skip-client-san-verification at the same time, please use --peer-skip-client-san-verification only",
+            ));
+        }
+        warnings.push("--experimental-peer-skip-client-san-verification is deprecated in v3.6 and will be decommissioned in v3.7. Use '--peer-skip-client-san-verification' instead.".into());
+    }
     let watch_progress_notify_interval = if explicit
         .contains(&"experimental-watch-progress-notify-interval")
     {
@@ -797,6 +883,20 @@ fn build(
             crl_file: get("client-crl-file"),
             allowed_hostnames: list("client-cert-allowed-hostname"),
             allowed_cns: list("client-cert-allowed-cn"),
+            ..Default::default()
+        },
+        peer_tls: tls::TlsInfo {
+            cert_file: get("peer-cert-file"),
+            key_file: get("peer-key-file"),
+            trusted_ca_file: get("peer-trusted-ca-file"),
+            client_cert_auth: bool_flag("peer-client-cert-auth")?,
+            crl_file: get("peer-crl-file"),
+            allowed_hostnames: list("peer-cert-allowed-hostname"),
+            allowed_cns: list("peer-cert-allowed-cn"),
+            client_cert_file: get("peer-client-cert-file"),
+            client_key_file: get("peer-client-key-file"),
+            skip_client_san_verification: bool_flag("peer-skip-client-san-verification")?
+                || bool_flag("experimental-peer-skip-client-san-verification")?,
         },
         tls: tls::TlsSettings::parse(
             &get("tls-min-version"),
@@ -842,12 +942,27 @@ fn validate(cfg: &Config, explicit: &[&'static str]) -> Result<(), ConfigError> 
     {
         listen_addr(u).map_err(ConfigError::invalid)?;
     }
+    cfg.peer_tls.validate().map_err(ConfigError::invalid)?;
     for u in &cfg.listen_peer_urls {
-        if u.starts_with("https://") {
+        if u.starts_with("https://") && cfg.peer_tls.is_empty() {
+            let addr = u.trim_start_matches("https://").trim_end_matches('/');
             return Err(ConfigError::invalid(format!(
-                "peer TLS is not supported yet: {u}"
+                "cannot listen on TLS for {addr}: KeyFile and CertFile are not presented"
             )));
         }
+    }
+    let dials_tls = cfg
+        .initial_cluster
+        .iter()
+        .any(|(_, u)| u.starts_with("https://"))
+        || cfg
+            .initial_advertise_peer_urls
+            .iter()
+            .any(|u| u.starts_with("https://"));
+    if dials_tls && cfg.peer_tls.trusted_ca_file.is_empty() {
+        return Err(ConfigError::invalid(
+            "https peer URLs need --peer-trusted-ca-file in oxcd (verifying peers against the system's roots, or --peer-auto-tls, is not supported)",
+        ));
     }
     cfg.client_tls.validate().map_err(ConfigError::invalid)?;
     for u in &cfg.listen_client_urls {

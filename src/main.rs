@@ -93,8 +93,24 @@ async fn run(cfg: config::Config) -> oxcd::Result<()> {
     } else {
         None
     };
+    let peer_tls = if cfg
+        .listen_peer_urls
+        .iter()
+        .any(|u| u.starts_with("https://"))
+    {
+        let acceptor = oxcd::tls::Acceptor::for_peers(&cfg.peer_tls, &cfg.tls)
+            .map_err(oxcd::Error::Internal)?;
+        Some(std::sync::Arc::new(acceptor))
+    } else {
+        None
+    };
+    if !cfg.peer_tls.trusted_ca_file.is_empty() {
+        let dial =
+            oxcd::tls::client_config(&cfg.peer_tls, &cfg.tls).map_err(oxcd::Error::Internal)?;
+        oxcd::peer::set_dial_tls(dial);
+    }
     let server = oxcd::server::Server::open(cfg.server_config()).await?;
-    oxcd::api::serve_peers(server.clone(), peer_listeners);
+    oxcd::api::serve_peers(server.clone(), peer_listeners, peer_tls);
     server.ready().await?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

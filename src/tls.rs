@@ -125,8 +125,17 @@ impl ReloadingCert {
     }
 }
 
-impl ResolvesServerCert for ReloadingCert {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+impl ReloadingCert {
+    fn new(cert: &str, key: &str, provider: Arc<CryptoProvider>) -> ReloadingCert {
+        ReloadingCert {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+            provider,
+            cached: Mutex::new(None),
+        }
+    }
+
+    fn resolved(&self) -> Option<Arc<CertifiedKey>> {
         match self.current() {
             Ok(ck) => Some(ck),
             Err(e) => {
@@ -135,6 +144,26 @@ impl ResolvesServerCert for ReloadingCert {
                 None
             }
         }
+    }
+}
+
+impl rustls::client::ResolvesClientCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.resolved()
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.resolved()
     }
 }
 
@@ -174,6 +203,128 @@ pub fn common_name(cert: &x509_parser::certificate::X509Certificate<'_>) -> Opti
         .map(str::to_string)
 }
 
+/// etcd's allowed CN / hostname check on a verified certificate (the same
+/// check on both sides of a connection).
+fn check_allowed(
+    end_entity: &CertificateDer<'_>,
+    allowed_cns: &[String],
+    allowed_hostnames: &[String],
+) -> Result<(), rustls::Error> {
+    if allowed_cns.is_empty() && allowed_hostnames.is_empty() {
+        return Ok(());
+    }
+    let refused = || {
+        tracing::warn!("client certificate authentication failed");
+        rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(end_entity).map_err(|_| refused())?;
+    let ok = if !allowed_cns.is_empty() {
+        common_name(&cert).is_some_and(|cn| allowed_cns.contains(&cn))
+    } else {
+        allowed_hostnames.iter().any(|h| matches_hostname(&cert, h))
+    };
+    if ok { Ok(()) } else { Err(refused()) }
+}
+
+/// Server certificate verification when dialing a peer: the CA chain and
+/// the URL's host (rustls's webpki verifier), then the allowed lists.
+#[derive(Debug)]
+struct PeerServerVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    allowed_cns: Vec<String>,
+    allowed_hostnames: Vec<String>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PeerServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let v = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        check_allowed(end_entity, &self.allowed_cns, &self.allowed_hostnames)?;
+        Ok(v)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The CA bundle of `file`.
+fn roots(file: &str) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let cas = CertificateDer::pem_file_iter(file).map_err(|e| format!("open {file}: {e}"))?;
+    for ca in cas {
+        let ca = ca.map_err(|e| format!("{file}: {e}"))?;
+        roots.add(ca).map_err(|e| format!("{file}: {e}"))?;
+    }
+    Ok(roots)
+}
+
+/// The rustls client configuration for dialing other members: their
+/// certificates checked against `--peer-trusted-ca-file`, the URL's host
+/// and the allowed lists; this member's certificate (re-read when
+/// replaced) presented.
+pub fn client_config(
+    info: &TlsInfo,
+    settings: &TlsSettings,
+) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(provider(settings));
+    let roots = Arc::new(roots(&info.trusted_ca_file)?);
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| format!("{}: {e}", info.trusted_ca_file))?;
+    let verifier = PeerServerVerifier {
+        inner,
+        allowed_cns: info.allowed_cns.clone(),
+        allowed_hostnames: info.allowed_hostnames.clone(),
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions(settings))
+        .map_err(|e| format!("tls: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let (cert, key) = info.dial_identity();
+    let mut cfg = if cert.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let identity = ReloadingCert::new(cert, key, provider);
+        identity.current()?;
+        builder.with_client_cert_resolver(Arc::new(identity))
+    };
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(cfg)
+}
+
 /// Client certificate verification: the CA chain (rustls's webpki
 /// verifier), then etcd's allowed CN / hostname lists.
 #[derive(Debug)]
@@ -205,24 +356,8 @@ impl ClientCertVerifier for ClientVerifier {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        if self.allowed_cns.is_empty() && self.allowed_hostnames.is_empty() {
-            return Ok(verified);
-        }
-        let refused = || {
-            tracing::warn!("client certificate authentication failed");
-            rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            )
-        };
-        let (_, cert) = x509_parser::parse_x509_certificate(end_entity).map_err(|_| refused())?;
-        let ok = if !self.allowed_cns.is_empty() {
-            common_name(&cert).is_some_and(|cn| self.allowed_cns.contains(&cn))
-        } else {
-            self.allowed_hostnames
-                .iter()
-                .any(|h| matches_hostname(&cert, h))
-        };
-        if ok { Ok(verified) } else { Err(refused()) }
+        check_allowed(end_entity, &self.allowed_cns, &self.allowed_hostnames)?;
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -266,15 +401,7 @@ pub fn server_config(
                 "--client-cert-auth needs --trusted-ca-file in oxcd (verifying client certificates against the system's roots is not supported)".into(),
             );
         }
-        let mut roots = rustls::RootCertStore::empty();
-        let cas = CertificateDer::pem_file_iter(&info.trusted_ca_file)
-            .map_err(|e| format!("open {}: {e}", info.trusted_ca_file))?;
-        for ca in cas {
-            let ca = ca.map_err(|e| format!("{}: {e}", info.trusted_ca_file))?;
-            roots
-                .add(ca)
-                .map_err(|e| format!("{}: {e}", info.trusted_ca_file))?;
-        }
+        let roots = roots(&info.trusted_ca_file)?;
         let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| format!("{}: {e}", info.trusted_ca_file))?;
@@ -286,12 +413,7 @@ pub fn server_config(
     } else {
         builder.with_no_client_auth()
     };
-    let resolver = ReloadingCert {
-        cert: PathBuf::from(&info.cert_file),
-        key: PathBuf::from(&info.key_file),
-        provider,
-        cached: Mutex::new(None),
-    };
+    let resolver = ReloadingCert::new(&info.cert_file, &info.key_file, provider);
     resolver.current()?;
     let mut cfg = builder.with_cert_resolver(Arc::new(resolver));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -322,29 +444,99 @@ fn check_crl(crl_file: &Path, certs: &[CertificateDer<'_>]) -> Result<(), String
 pub struct Acceptor {
     tls: tokio_rustls::TlsAcceptor,
     crl: Option<PathBuf>,
+    /// Check a client certificate's SANs against the remote address (the
+    /// peer port, etcd's `checkSAN`).
+    san_check: bool,
 }
 
 impl Acceptor {
+    /// The client port's.
     pub fn new(info: &TlsInfo, settings: &TlsSettings) -> Result<Acceptor, String> {
         let cfg = server_config(info, settings)?;
         Ok(Acceptor {
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(cfg)),
             crl: (!info.crl_file.is_empty()).then(|| PathBuf::from(&info.crl_file)),
+            san_check: false,
         })
     }
 
-    /// The handshake (at most [`HANDSHAKE_TIMEOUT`]), then the CRL.
+    /// The peer port's: as the client port's, with the SAN check unless
+    /// `--peer-skip-client-san-verification`.
+    pub fn for_peers(info: &TlsInfo, settings: &TlsSettings) -> Result<Acceptor, String> {
+        let mut a = Acceptor::new(info, settings)?;
+        a.san_check = !info.skip_client_san_verification;
+        Ok(a)
+    }
+
+    /// The handshake (at most [`HANDSHAKE_TIMEOUT`]), then the CRL and the
+    /// SAN check.
     pub async fn accept(&self, tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+        let remote = tcp.peer_addr()?;
         let s = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.tls.accept(tcp))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "tls: handshake timed out"))??;
-        if let Some(crl) = &self.crl
-            && let Some(certs) = s.get_ref().1.peer_certificates()
-        {
-            check_crl(crl, certs).map_err(io::Error::other)?;
+        if let Some(certs) = s.get_ref().1.peer_certificates() {
+            if let Some(crl) = &self.crl {
+                check_crl(crl, certs).map_err(io::Error::other)?;
+            }
+            if self.san_check
+                && let Some(leaf) = certs.first()
+            {
+                check_san(leaf, remote.ip())
+                    .await
+                    .map_err(io::Error::other)?;
+            }
         }
         Ok(s)
     }
+}
+
+/// etcd's `checkSAN`: a client certificate with IP or DNS SANs must name
+/// the address it connects from, by an IP SAN or a DNS SAN that resolves
+/// to it (a certificate without SANs passes).
+async fn check_san(leaf: &CertificateDer<'_>, remote: std::net::IpAddr) -> Result<(), String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| format!("x509: {e}"))?;
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Ok(());
+    };
+    let mut ips = Vec::new();
+    let mut dns = Vec::new();
+    for n in &san.value.general_names {
+        match n {
+            GeneralName::IPAddress(b) => ips.push(b.to_vec()),
+            GeneralName::DNSName(d) => dns.push(d.to_string()),
+            _ => {}
+        }
+    }
+    if ips.is_empty() && dns.is_empty() {
+        return Ok(());
+    }
+    let remote = match remote {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(remote, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    let remote_bytes = match remote {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    if ips.contains(&remote_bytes) {
+        return Ok(());
+    }
+    for d in &dns {
+        if d.starts_with("*.") {
+            continue;
+        }
+        if let Ok(addrs) = tokio::net::lookup_host((d.as_str(), 0)).await
+            && addrs.into_iter().any(|a| a.ip() == remote)
+        {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "tls: {:?} does not match any of DNSNames {dns:?}",
+        remote.to_string()
+    ))
 }
 
 /// The TLS connections accepted on `listener`, each handshake in a task

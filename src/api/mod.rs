@@ -58,20 +58,35 @@ pub async fn bind(addrs: &[(String, SocketAddr)]) -> Result<Vec<(String, TcpList
 
 /// Serves the peer port: the peer protocol, and the Lease and Cluster
 /// services for requests other members forward to this one when it leads.
-pub fn serve_peers(server: Arc<Server>, listeners: Vec<(String, TcpListener)>) {
+/// `https://` peer URLs are served through `peer_tls`.
+pub fn serve_peers(
+    server: Arc<Server>,
+    listeners: Vec<(String, TcpListener)>,
+    peer_tls: Option<Arc<crate::tls::Acceptor>>,
+) {
     for (url, listener) in listeners {
+        let tls = url
+            .starts_with("https://")
+            .then(|| peer_tls.clone())
+            .flatten();
         let peer = server.membership().peer_service();
         let lease = LeaseServer::new(lease::LeaseService::new(server.leases().clone()));
         let cluster = ClusterServer::new(cluster::ClusterService::new(server.membership().clone()));
         tracing::info!(address = %url, "serving peer traffic");
         tokio::spawn(async move {
-            let r = tonic::transport::Server::builder()
+            let router = tonic::transport::Server::builder()
                 .max_concurrent_streams(u32::MAX)
                 .add_service(peer)
                 .add_service(lease)
-                .add_service(cluster)
-                .serve_with_incoming(accept(listener))
-                .await;
+                .add_service(cluster);
+            let r = match tls {
+                Some(tls) => {
+                    router
+                        .serve_with_incoming(crate::tls::incoming(listener, tls))
+                        .await
+                }
+                None => router.serve_with_incoming(accept(listener)).await,
+            };
             if let Err(e) = r {
                 tracing::error!(error = %e, "peer server stopped");
             }

@@ -428,3 +428,67 @@ fn client_tls_flags_env_file_and_refusals() {
             .contains("client-transport-security.auto-tls is not supported by oxcd yet")
     );
 }
+
+#[test]
+fn peer_tls_flags_and_refusals() {
+    let peer = |extra: &[&str]| {
+        let mut a = vec![
+            "--listen-peer-urls=https://127.0.0.1:2380",
+            "--initial-advertise-peer-urls=https://127.0.0.1:2380",
+            "--initial-cluster=default=https://127.0.0.1:2380",
+        ];
+        a.extend_from_slice(extra);
+        run(&a, &[])
+    };
+    assert_eq!(
+        peer(&[]).unwrap_err().message,
+        "cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented"
+    );
+    assert!(
+        peer(&["--peer-cert-file=p.pem", "--peer-key-file=p-key.pem"])
+            .unwrap_err()
+            .message
+            .contains("need --peer-trusted-ca-file")
+    );
+    let c = peer(&[
+        "--peer-cert-file=p.pem",
+        "--peer-key-file=p-key.pem",
+        "--peer-trusted-ca-file=ca.pem",
+        "--peer-client-cert-auth",
+        "--peer-cert-allowed-cn=etcd-peer",
+        "--peer-crl-file=crl.der",
+    ])
+    .unwrap();
+    assert_eq!(c.peer_tls.cert_file, "p.pem");
+    assert!(c.peer_tls.client_cert_auth);
+    assert_eq!(c.peer_tls.allowed_cns, vec!["etcd-peer"]);
+    assert_eq!(c.peer_tls.crl_file, "crl.der");
+    assert_eq!(c.peer_tls.dial_identity(), ("p.pem", "p-key.pem"));
+    assert!(!c.peer_tls.skip_client_san_verification);
+    assert_eq!(
+        peer(&[
+            "--peer-cert-file=p.pem",
+            "--peer-key-file=p-key.pem",
+            "--peer-trusted-ca-file=ca.pem",
+            "--peer-client-cert-file=c.pem",
+        ])
+        .unwrap_err()
+        .message,
+        "ClientKeyFile and ClientCertFile must both be present or both absent: key: , cert: c.pem]"
+    );
+    assert_eq!(
+        run(
+            &[
+                "--experimental-peer-skip-client-san-verification",
+                "--peer-skip-client-san-verification"
+            ],
+            &[]
+        )
+        .unwrap_err()
+        .message,
+        "cannot set --experimental-peer-skip-client-san-verification and --peer-skip-client-san-verification at the same time, please use --peer-skip-client-san-verification only"
+    );
+    let c = run(&["--experimental-peer-skip-client-san-verification"], &[]).unwrap();
+    assert!(c.peer_tls.skip_client_san_verification);
+    assert!(c.warnings.iter().any(|w| w.contains("deprecated")));
+}

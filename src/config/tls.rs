@@ -22,9 +22,17 @@ pub struct TlsInfo {
     /// `--client-cert-allowed-hostname`: the client certificate must match
     /// one of these names.
     pub allowed_hostnames: Vec<String>,
-    /// `allowed-cn` (config file only): the client certificate's CN must
-    /// be one of these.
+    /// `allowed-cn` (config file only on the client side;
+    /// `--peer-cert-allowed-cn` on the peer side): the certificate's CN
+    /// must be one of these.
     pub allowed_cns: Vec<String>,
+    /// `--peer-client-cert-file` / `--peer-client-key-file`: what this
+    /// side presents when it dials (default: the cert and key files).
+    pub client_cert_file: String,
+    pub client_key_file: String,
+    /// `--peer-skip-client-san-verification`: no check of a peer's client
+    /// certificate SANs against its address.
+    pub skip_client_san_verification: bool,
 }
 
 impl TlsInfo {
@@ -39,12 +47,27 @@ impl TlsInfo {
         self.client_cert_auth || !self.trusted_ca_file.is_empty()
     }
 
+    /// The certificate and key this side presents when it dials.
+    pub fn dial_identity(&self) -> (&str, &str) {
+        if self.client_cert_file.is_empty() {
+            (&self.cert_file, &self.key_file)
+        } else {
+            (&self.client_cert_file, &self.client_key_file)
+        }
+    }
+
     /// etcd's `baseConfig` checks.
     pub fn validate(&self) -> Result<(), String> {
         if self.cert_file.is_empty() != self.key_file.is_empty() {
             return Err(format!(
                 "KeyFile and CertFile must both be present[key: {}, cert: {}]",
                 self.key_file, self.cert_file
+            ));
+        }
+        if self.client_cert_file.is_empty() != self.client_key_file.is_empty() {
+            return Err(format!(
+                "ClientKeyFile and ClientCertFile must both be present or both absent: key: {}, cert: {}]",
+                self.client_key_file, self.client_cert_file
             ));
         }
         if !self.allowed_cns.is_empty() && !self.allowed_hostnames.is_empty() {

@@ -533,10 +533,53 @@ async fn receive_files(
 
 /// A channel to the first of `urls` that accepts a connection; with
 /// `timeout`, every request on it is bounded by it.
+/// How this member dials `https://` peer URLs (set once at start, from the
+/// peer TLS flags).
+static DIAL_TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+/// Sets the TLS configuration for dialing `https://` peer URLs.
+pub fn set_dial_tls(cfg: rustls::ClientConfig) {
+    let _ = DIAL_TLS.set(Arc::new(cfg));
+}
+
+/// A TLS connection to the peer at `uri` (host and port), the server's
+/// certificate checked against the URL's host.
+async fn dial_tls(
+    uri: http::Uri,
+    cfg: Arc<rustls::ClientConfig>,
+) -> std::io::Result<hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>
+{
+    let host = uri
+        .host()
+        .ok_or_else(|| std::io::Error::other("peer URL without a host"))?
+        .trim_matches(['[', ']'])
+        .to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    tcp.set_nodelay(true)?;
+    let name = rustls::pki_types::ServerName::try_from(host).map_err(std::io::Error::other)?;
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await?;
+    Ok(hyper_util::rt::TokioIo::new(tls))
+}
+
 pub async fn connect_any(urls: &[String], timeout: Option<Duration>) -> Result<Channel> {
     let mut last = Error::internal("no peer URL known");
     for url in urls {
-        let ep = match Endpoint::from_shared(url.clone()) {
+        // An https URL is dialed by `dial_tls`; the channel itself is told
+        // plain http so that it does not look for a TLS setup of its own.
+        let (target, tls) = match url.strip_prefix("https://") {
+            Some(rest) => match DIAL_TLS.get() {
+                Some(cfg) => (format!("http://{rest}"), Some(cfg.clone())),
+                None => {
+                    last = Error::internal(format!("no peer TLS configured to dial {url}"));
+                    continue;
+                }
+            },
+            None => (url.clone(), None),
+        };
+        let ep = match Endpoint::from_shared(target) {
             Ok(ep) => ep
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true)
@@ -551,7 +594,16 @@ pub async fn connect_any(urls: &[String], timeout: Option<Duration>) -> Result<C
             Some(t) => ep.timeout(t),
             None => ep,
         };
-        match ep.connect().await {
+        let connected = match tls {
+            Some(cfg) => {
+                ep.connect_with_connector(tower::service_fn(move |uri: http::Uri| {
+                    dial_tls(uri, cfg.clone())
+                }))
+                .await
+            }
+            None => ep.connect().await,
+        };
+        match connected {
             Ok(ch) => return Ok(ch),
             Err(e) => last = Error::internal(format!("connect to {url}: {e}")),
         }

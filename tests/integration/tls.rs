@@ -7,8 +7,11 @@
 //! plaintext to the TLS port, a certificate the CRL revokes, a hostname not
 //! allowed, TLS 1.2 under `--tls-min-version TLS1.3`, a cipher suite outside
 //! `--cipher-suites`); a server certificate replaced on disk; `/health` over
-//! https on the client port and over http on a metrics port; and etcd's
-//! start-up refusal of an https URL without a certificate.
+//! https on the client port and over http on a metrics port; etcd's
+//! start-up refusal of an https URL without a certificate; and a 3-member
+//! cluster with peer and client mutual TLS (etcd's flags, as kubeadm passes
+//! them), where a member whose peer certificate another CA signed is kept
+//! out.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -205,27 +208,54 @@ impl Server {
         let (client_port, metrics_port) = (free_port(), free_port());
         let mut args = Server::args(client_port, metrics_port, &data.path().join("d"), "https");
         args.extend(extra.iter().cloned());
-        let child = Server::spawn(bin, &args, data.path());
-        let mut s = Server {
+        let mut s = Server::launch(bin, name, &args, data, client_port, metrics_port);
+        s.wait_healthy(Duration::from_secs(60));
+        s
+    }
+
+    /// Starts `bin` with exactly `args`, without waiting.
+    fn launch(
+        bin: &Path,
+        name: &str,
+        args: &[String],
+        data: tempfile::TempDir,
+        client_port: u16,
+        metrics_port: u16,
+    ) -> Server {
+        let child = Server::spawn(bin, args, data.path());
+        Server {
             name: name.into(),
             child: Some(child),
             data,
             client_port,
             metrics_port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        let url = format!("http://127.0.0.1:{}/health", self.metrics_port);
+        curl(&[&url]).0 == "200"
+    }
+
+    /// Waits until `/health` answers 200 on the metrics port.
+    fn wait_healthy(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
         loop {
-            if let Some(Ok(Some(status))) = s.child.as_mut().map(|c| c.try_wait()) {
-                panic!("{name} exited during start ({status}):\n{}", s.log());
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "{} exited during start ({status}):\n{}",
+                    self.name,
+                    self.log()
+                );
             }
-            let (code, _) = curl(&[&format!("http://127.0.0.1:{metrics_port}/health")]);
-            if code == "200" {
-                return s;
+            if self.healthy() {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
-                "{name} did not become ready:\n{}",
-                s.log()
+                "{} did not become ready:\n{}",
+                self.name,
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -508,4 +538,133 @@ fn an_https_url_without_a_certificate_is_refused_at_start_like_etcd() {
             bin.display()
         );
     }
+}
+
+/// A 3-member cluster with mutual TLS on the peer and client ports, with
+/// etcd's flags (as kubeadm passes them); member `i` presents
+/// `peer_certs[i]` to its peers.
+fn tls_cluster(bin: &Path, what: &str, pki: &Pki, peer_certs: [&str; 3]) -> Vec<Server> {
+    let ports: Vec<(u16, u16, u16)> = (0..3)
+        .map(|_| (free_port(), free_port(), free_port()))
+        .collect();
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p, _))| format!("m{i}=https://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, (c, p, m))| {
+            let data = tempfile::tempdir().unwrap();
+            let client = format!("https://127.0.0.1:{c}");
+            let peer = format!("https://127.0.0.1:{p}");
+            let cert = peer_certs[i];
+            let args = vec![
+                format!("--name=m{i}"),
+                format!("--data-dir={}", data.path().join("d").display()),
+                format!("--listen-client-urls={client}"),
+                format!("--advertise-client-urls={client}"),
+                format!("--listen-peer-urls={peer}"),
+                format!("--initial-advertise-peer-urls={peer}"),
+                format!("--initial-cluster={initial}"),
+                "--initial-cluster-state=new".into(),
+                format!("--listen-metrics-urls=http://127.0.0.1:{m}"),
+                format!("--cert-file={}", pki.p("server.pem")),
+                format!("--key-file={}", pki.p("server-key.pem")),
+                "--client-cert-auth=true".into(),
+                format!("--trusted-ca-file={}", pki.p("ca.pem")),
+                format!("--peer-cert-file={}", pki.p(&format!("{cert}.pem"))),
+                format!("--peer-key-file={}", pki.p(&format!("{cert}-key.pem"))),
+                "--peer-client-cert-auth=true".into(),
+                format!("--peer-trusted-ca-file={}", pki.p("ca.pem")),
+                "--snapshot-count=10000".into(),
+            ];
+            Server::launch(bin, &format!("{what} m{i}"), &args, data, *c, *m)
+        })
+        .collect()
+}
+
+fn peer_pki() -> Pki {
+    let pki = Pki::new();
+    for i in 0..3 {
+        let peer = pki
+            .ca
+            .leaf(&format!("m{i}"), &["localhost", "127.0.0.1"], 30 + i, false);
+        pki.write_pair(&format!("peer{i}"), &peer);
+    }
+    let intruder = pki.other.leaf("m2", &["localhost", "127.0.0.1"], 40, false);
+    pki.write_pair("intruder", &intruder);
+    pki
+}
+
+#[test]
+fn a_cluster_with_peer_and_client_mutual_tls_replicates_like_etcds() {
+    let pki = peer_pki();
+    for (bin, what) in [
+        (PathBuf::from(env!("CARGO_BIN_EXE_oxcd")), "oxcd"),
+        (etcd37(), "etcd 3.7.3"),
+    ] {
+        let mut members = tls_cluster(&bin, what, &pki, ["peer0", "peer1", "peer2"]);
+        for m in &mut members {
+            m.wait_healthy(Duration::from_secs(60));
+        }
+        let id = pki.ctl_flags("ca.pem", Some("client"));
+        let (ok, out) = ctl(
+            &etcdctl_bin(),
+            &members[0].endpoint(),
+            &id,
+            &["put", "over-tls", "yes"],
+        );
+        assert!(ok, "{what}: {out}");
+        for m in &members {
+            let (ok, out) = ctl(
+                &etcd35_ctl(),
+                &m.endpoint(),
+                &id,
+                &["get", "over-tls", "--print-value-only"],
+            );
+            assert!(ok && out == "yes\n", "{}: {out}", m.name);
+        }
+        let eps = members
+            .iter()
+            .map(Server::endpoint)
+            .collect::<Vec<_>>()
+            .join(",");
+        let (ok, out) = ctl(&etcd35_ctl(), &eps, &id, &["member", "list"]);
+        assert!(ok && out.lines().count() == 3, "{what}: {out}");
+    }
+}
+
+#[test]
+fn a_member_whose_peer_certificate_another_ca_signed_is_kept_out() {
+    let pki = peer_pki();
+    let mut members = tls_cluster(
+        Path::new(env!("CARGO_BIN_EXE_oxcd")),
+        "oxcd",
+        &pki,
+        ["peer0", "peer1", "intruder"],
+    );
+    members[0].wait_healthy(Duration::from_secs(60));
+    members[1].wait_healthy(Duration::from_secs(60));
+    let id = pki.ctl_flags("ca.pem", Some("client"));
+    let (ok, out) = ctl(
+        &etcdctl_bin(),
+        &members[0].endpoint(),
+        &id,
+        &["put", "k", "v"],
+    );
+    assert!(ok, "{out}");
+    // The intruder never hears a leader: it answers no linearizable read.
+    let (ok, out) = ctl(
+        &etcd35_ctl(),
+        &members[2].endpoint(),
+        &id,
+        &["get", "k", "--command-timeout=3s"],
+    );
+    assert!(!ok, "the intruder served a read: {out}");
+    assert!(!members[2].healthy(), "the intruder reports healthy");
+    let logs = format!("{}{}", members[0].log(), members[1].log());
+    assert!(logs.contains("rejected connection"), "{logs}");
 }
