@@ -652,26 +652,37 @@ fn load_file(
             ));
             continue;
         };
-        let raw = match (&v, def.kind) {
-            (serde_yaml::Value::Null, _) => continue,
-            (serde_yaml::Value::String(s), _) => s.clone(),
-            (serde_yaml::Value::Number(n), Kind::Duration) => format!("{n}ns"),
-            (serde_yaml::Value::Number(n), _) => n.to_string(),
-            (serde_yaml::Value::Bool(b), _) => b.to_string(),
-            (serde_yaml::Value::Sequence(items), Kind::List) => items
-                .iter()
-                .filter_map(|i| i.as_str().map(str::to_string))
-                .collect::<Vec<_>>()
-                .join(","),
-            _ => {
+        match yaml_raw(&v, def.kind) {
+            Ok(Some(raw)) => {
+                out.insert(def.name, raw);
+            }
+            Ok(None) => {}
+            Err(()) => {
                 return Err(ConfigError::invalid(format!(
                     "error parsing config file {path:?}: bad value for {key:?}"
                 )));
             }
-        };
-        out.insert(def.name, raw);
+        }
     }
     Ok(out)
+}
+
+/// A config-file value as the flag of `kind` would be given it (lists
+/// joined by commas, durations as integer nanoseconds); `None` for null.
+fn yaml_raw(v: &serde_yaml::Value, kind: Kind) -> Result<Option<String>, ()> {
+    Ok(Some(match (v, kind) {
+        (serde_yaml::Value::Null, _) => return Ok(None),
+        (serde_yaml::Value::String(s), _) => s.clone(),
+        (serde_yaml::Value::Number(n), Kind::Duration) => format!("{n}ns"),
+        (serde_yaml::Value::Number(n), _) => n.to_string(),
+        (serde_yaml::Value::Bool(b), _) => b.to_string(),
+        (serde_yaml::Value::Sequence(items), Kind::List) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => return Err(()),
+    }))
 }
 
 /// The file's `client-transport-security:` section, whose keys stand for
@@ -725,22 +736,23 @@ fn security_section(
                 )));
             }
         };
-        let raw = match v {
-            serde_yaml::Value::Null => continue,
-            serde_yaml::Value::String(s) => s.clone(),
-            serde_yaml::Value::Bool(b) => b.to_string(),
-            serde_yaml::Value::Sequence(items) => items
-                .iter()
-                .filter_map(|i| i.as_str().map(str::to_string))
-                .collect::<Vec<_>>()
-                .join(","),
-            _ => {
+        // Every key of the section is a path, a boolean or a list.
+        let raw = if v.is_number() {
+            Err(())
+        } else {
+            yaml_raw(v, Kind::List)
+        };
+        match raw {
+            Ok(Some(raw)) => {
+                out.insert(name, raw);
+            }
+            Ok(None) => {}
+            Err(()) => {
                 return Err(ConfigError::invalid(format!(
                     "error parsing config file {path:?}: bad value for {section}.{key}"
                 )));
             }
-        };
-        out.insert(name, raw);
+        }
     }
     Ok(())
 }

@@ -919,7 +919,8 @@ mod tests {
                     .await
             }
         });
-        tokio::task::yield_now().await;
+        // The inbox is full: the send cannot complete until it drains.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!waiting.is_finished());
         let rx = tokio::task::spawn_blocking(move || {
             assert_eq!(rx.recv().ok().and_then(proposal_id), Some(1));

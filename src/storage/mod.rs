@@ -120,28 +120,32 @@ impl Db {
         // etcd's preallocated WAL segments avoid it).
         opts.set_recycle_log_file_num(4);
 
-        let db = DB::open_cf_descriptors(&opts, path, cf_descriptors())?;
+        Ok(Db::wrap(DB::open_cf_descriptors(
+            &opts,
+            path,
+            cf_descriptors(),
+        )?))
+    }
+
+    fn wrap(db: DB) -> Arc<Db> {
         let mut sync_opts = WriteOptions::default();
         sync_opts.set_sync(true);
-        Ok(Arc::new(Db {
+        Arc::new(Db {
             db,
             sync_opts,
             async_opts: WriteOptions::default(),
-        }))
+        })
     }
 
     /// Opens the database at `path` for reading only: it must exist, and
     /// nothing in it changes (RocksDB writes only an info log there).
     pub fn open_read_only(path: &Path) -> Result<Arc<Db>> {
-        let db =
-            DB::open_cf_descriptors_read_only(&Options::default(), path, cf_descriptors(), false)?;
-        let mut sync_opts = WriteOptions::default();
-        sync_opts.set_sync(true);
-        Ok(Arc::new(Db {
-            db,
-            sync_opts,
-            async_opts: WriteOptions::default(),
-        }))
+        Ok(Db::wrap(DB::open_cf_descriptors_read_only(
+            &Options::default(),
+            path,
+            cf_descriptors(),
+            false,
+        )?))
     }
 
     /// The handle of a column family; all of them are created by `open`.

@@ -173,9 +173,9 @@ struct Server {
 }
 
 impl Server {
-    fn args(client_port: u16, metrics_port: u16, data: &Path, scheme: &str) -> Vec<String> {
+    fn args(client_port: u16, metrics_port: u16, data: &Path) -> Vec<String> {
         let peer = format!("http://127.0.0.1:{}", free_port());
-        let client = format!("{scheme}://127.0.0.1:{client_port}");
+        let client = format!("https://127.0.0.1:{client_port}");
         vec![
             "--name=default".into(),
             format!("--data-dir={}", data.display()),
@@ -206,7 +206,7 @@ impl Server {
     fn start(bin: &Path, name: &str, extra: &[String]) -> Server {
         let data = tempfile::tempdir().unwrap();
         let (client_port, metrics_port) = (free_port(), free_port());
-        let mut args = Server::args(client_port, metrics_port, &data.path().join("d"), "https");
+        let mut args = Server::args(client_port, metrics_port, &data.path().join("d"));
         args.extend(extra.iter().cloned());
         let mut s = Server::launch(bin, name, &args, data, client_port, metrics_port);
         s.wait_healthy(Duration::from_secs(60));
@@ -515,7 +515,7 @@ fn an_https_url_without_a_certificate_is_refused_at_start_like_etcd() {
     for bin in [PathBuf::from(env!("CARGO_BIN_EXE_oxcd")), etcd37()] {
         let data = tempfile::tempdir().unwrap();
         let port = free_port();
-        let args = Server::args(port, free_port(), &data.path().join("d"), "https");
+        let args = Server::args(port, free_port(), &data.path().join("d"));
         let mut child = Server::spawn(&bin, &args, data.path());
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
